@@ -1,0 +1,118 @@
+"""Command line: Prometheus-style flags, `--demo`, `--once` and `--check-config`.
+
+Exit codes: 0 success; 1 a runtime failure (state file, port, a target failing in `--once`);
+2 a usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from exporter import __version__
+from exporter.app import Exporter
+from exporter.config import Config, ConfigError, load_config, load_config_text
+from exporter.logs import LEVELS, setup_logging
+from exporter.server import parse_listen_address
+from exporter.state import StateError
+
+DEFAULT_PORT = 10418
+log = logging.getLogger("exporter")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="huaweicloud-task-exporter",
+        description="Prometheus exporter for the background tasks of Huawei Cloud DCS and "
+        "DMS (Kafka, RabbitMQ, RocketMQ) instances.",
+    )
+    p.add_argument(
+        "--config.file", dest="config_file", metavar="PATH", help="YAML configuration file"
+    )
+    p.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default=f":{DEFAULT_PORT}",
+        metavar="[HOST]:PORT",
+        help=f"address for /metrics, / and /healthz (default :{DEFAULT_PORT})",
+    )
+    p.add_argument("--log.level", dest="log_level", choices=list(LEVELS), default="info")
+    p.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"], default="logfmt")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--once",
+        action="store_true",
+        help="poll every target once, print the metrics on stdout and exit "
+        "(non-zero when a target failed)",
+    )
+    mode.add_argument(
+        "--check-config", action="store_true", help="validate the configuration and exit"
+    )
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="poll a simulated cloud started in-process (no account needed)",
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return p
+
+
+def _load(args: argparse.Namespace) -> tuple[Config, object | None]:
+    if args.demo:
+        from exporter.demo import Demo  # noqa: PLC0415 - the simulator loads only when asked for
+
+        demo = Demo()
+        return load_config_text(demo.config_text, source="demo"), demo
+    return load_config(args.config_file), None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    if args.demo and args.config_file:
+        parser.error("--demo and --config.file exclude each other")
+    if not args.demo and not args.config_file:
+        parser.error("--config.file is required (or --demo to try the exporter)")
+    try:
+        parse_listen_address(args.listen_address)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+    try:
+        config, demo = _load(args)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) in the configuration", file=sys.stderr)
+        return 2
+    if args.check_config:
+        lists = sum(len(t.instances) + int(t.task_center) for t in config.targets)
+        print(f"configuration OK: {len(config.targets)} target(s), {lists} task list(s)")
+        return 0
+
+    try:
+        exporter = Exporter(config)
+    except StateError as exc:
+        log.error(str(exc))
+        return 1
+    try:
+        if demo is not None:
+            log.info("demo mode: polling a simulated cloud; no account is used")
+        if args.once:
+            ok = asyncio.run(exporter.once())
+            sys.stdout.write(exporter.exposition().decode("utf-8"))
+            sys.stdout.flush()
+            return 0 if ok else 1
+        try:
+            asyncio.run(exporter.serve(args.listen_address))
+        except OSError as exc:
+            log.error(f"cannot listen on {args.listen_address}: {exc.strerror or exc}")
+            return 1
+        return 0
+    finally:
+        exporter.close()
+        if demo is not None:
+            demo.close()  # type: ignore[attr-defined]

@@ -1,0 +1,284 @@
+"""Reading task lists from the cloud: HTTP with retries and throttling, and both paging dialects.
+
+DCS pages with `offset` (0-based) and a `start_time` window; DMS with `start` and a
+`begin_time` window. The references disagree on whether DMS `start` counts from 0 or 1, and
+on the DCS window parameter's name, so the reader is built to be exact under every reading:
+
+- pages advance by the number of entries received, starting at 0: a 1-based server then
+  repeats one task per page, which deduplication by ID absorbs, and a 0-based server repeats
+  none; a server that refuses `start=0` is asked again from 1;
+- the time window is always filtered here, whatever the server did with it, and paging
+  stops once a page reaches past the window (lists are newest first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+
+from exporter.config import HttpSettings
+from exporter.logs import scrub
+from exporter.ratelimit import HostLimiters
+from exporter.selfmetrics import SelfMetrics
+from exporter.targets import Target
+from exporter.tasks import Task, parse_page
+
+log = logging.getLogger(__name__)
+
+THROTTLE_CODES = frozenset({"APIG.0308", "DMS.10240407"})
+MAX_RETRY_AFTER = 120.0
+
+
+class ApiError(Exception):
+    """A failed call, with a message safe to log and show (no secrets, no request headers)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retryable: bool = False,
+        throttled: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(scrub(message))
+        self.status = status
+        self.code = code
+        self.retryable = retryable
+        self.throttled = throttled
+        self.retry_after = retry_after
+
+
+def _retry_after(value: str | None) -> float | None:
+    """`Retry-After` in seconds or as an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def _error_fields(body: bytes) -> tuple[str | None, str]:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None, body[:200].decode("utf-8", errors="replace").strip()
+    if not isinstance(data, dict):
+        return None, ""
+    code = data.get("error_code") or data.get("code")
+    msg = data.get("error_msg") or data.get("message") or ""
+    return (str(code) if code else None), str(msg)[:300]
+
+
+def classify(response: httpx.Response) -> ApiError:
+    """Turn a non-2xx answer into an ApiError that says whether to retry."""
+    status = response.status_code
+    code, msg = _error_fields(response.content)
+    detail = f"HTTP {status}" + (f" {code}" if code else "") + (f": {msg}" if msg else "")
+    if status == 429 or code in THROTTLE_CODES:
+        return ApiError(
+            f"throttled by the cloud ({detail})",
+            status=status,
+            code=code,
+            retryable=True,
+            throttled=True,
+            retry_after=_retry_after(response.headers.get("Retry-After")),
+        )
+    if status >= 500:
+        return ApiError(f"server error ({detail})", status=status, code=code, retryable=True)
+    if status in (401, 403):
+        return ApiError(
+            f"authentication or permission refused ({detail}); check the credentials and the "
+            "IAM permissions (dcs:instance:getBackgroundTask, dcs:task:list, "
+            "dms:instance:getBackgroundTask)",
+            status=status,
+            code=code,
+        )
+    if status == 404:
+        return ApiError(
+            f"not found: the instance or project may not exist ({detail})", status=status, code=code
+        )
+    return ApiError(f"request refused ({detail})", status=status, code=code)
+
+
+@dataclass
+class FetchResult:
+    tasks: list[Task]
+    requests: int = 0
+    pages: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class CloudClient:
+    """Sends the GET requests of a poll: pacing, timeouts, retries with backoff and jitter."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        settings: HttpSettings,
+        metrics: SelfMetrics,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.http = http
+        self.settings = settings
+        self.metrics = metrics
+        self.limiters = HostLimiters(settings.requests_per_second, settings.burst)
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        # Learned per host: the first index of DMS `start` (0 until a server refuses 0).
+        self.dms_first_index: dict[str, int] = {}
+
+    def _backoff(self, attempt: int) -> float:
+        base = min(self.settings.backoff_max, self.settings.backoff_initial * 2.0**attempt)
+        return base * (0.5 + self._rng.random() / 2)
+
+    async def get_json(self, target: Target, params: dict[str, str]) -> Any:
+        url = httpx.URL(target.url)
+        bucket = self.limiters.for_host(url.host)
+        last: ApiError | None = None
+        for attempt in range(self.settings.retries + 1):
+            await bucket.acquire()
+            started = time.monotonic()
+            try:
+                response = await self.http.get(
+                    url, params=params, auth=target.auth, timeout=self.settings.timeout
+                )
+            except httpx.TimeoutException:
+                last = ApiError(f"no answer within {self.settings.timeout:g}s", retryable=True)
+                self.metrics.api_requests.labels(target.service, target.region, "error").inc()
+            except httpx.TransportError as exc:
+                kind = type(exc).__name__
+                last = ApiError(f"connection failed ({kind}: {exc})", retryable=True)
+                self.metrics.api_requests.labels(target.service, target.region, "error").inc()
+            else:
+                self.metrics.api_requests.labels(
+                    target.service, target.region, str(response.status_code)
+                ).inc()
+                self.metrics.api_request_duration.labels(target.service, target.region).observe(
+                    time.monotonic() - started
+                )
+                if response.is_success:
+                    try:
+                        return response.json()
+                    except ValueError:
+                        last = ApiError("the answer is not valid JSON", status=200, retryable=True)
+                else:
+                    last = classify(response)
+                    if last.throttled:
+                        self.metrics.api_throttled.labels(target.service, target.region).inc()
+            if not last.retryable or attempt == self.settings.retries:
+                break
+            delay = self._backoff(attempt)
+            if last.retry_after is not None:
+                if last.retry_after > MAX_RETRY_AFTER:
+                    break
+                delay = max(delay, last.retry_after)
+                bucket.pause_until(time.monotonic() + last.retry_after)
+            log.debug(
+                "retrying",
+                extra={
+                    "fields": {"target": target.key, "error": str(last), "delay": round(delay, 3)}
+                },
+            )
+            await self._sleep(delay)
+        assert last is not None
+        raise last
+
+    async def fetch_tasks(self, target: Target, since: float) -> FetchResult:
+        """Every task created at or after `since` (epoch seconds), deduplicated by ID.
+
+        Tasks without a readable `created_at` are kept: the server returned them for this
+        window and nothing says they are outside it.
+        """
+        page_size = self.settings.page_size
+        window = datetime.fromtimestamp(since, timezone.utc).strftime("%Y%m%d%H%M%S")
+        host = httpx.URL(target.base_url).host
+        if target.dialect == "dcs":
+            index_param, window_param, index = "offset", "start_time", 0
+        else:
+            index_param, window_param = "start", "begin_time"
+            index = self.dms_first_index.get(host, 0)
+        result = FetchResult(tasks=[])
+        seen: dict[str, Task] = {}
+        while True:
+            if result.pages >= self.settings.max_pages:
+                raise ApiError(
+                    f"more than {self.settings.max_pages} pages of tasks since the window start; "
+                    "raise http.max_pages or shorten lookback/catchup_max"
+                )
+            params = {index_param: str(index), "limit": str(page_size), window_param: window}
+            try:
+                body = await self.get_json(target, params)
+            except ApiError as exc:
+                if (
+                    target.dialect == "dms"
+                    and exc.status == 400
+                    and index == 0
+                    and result.pages == 0
+                ):
+                    # A server reading `start` as 1-based may refuse 0: ask again from 1.
+                    log.info(
+                        "DMS server refuses start=0; paging from 1",
+                        extra={"fields": {"host": host}},
+                    )
+                    self.dms_first_index[host] = index = 1
+                    continue
+                raise
+            result.requests += 1
+            result.pages += 1
+            try:
+                page, raw_count, total = parse_page(body)
+            except ValueError as exc:
+                raise ApiError(f"unexpected answer: {exc}") from None
+            new = 0
+            for task in page:
+                old = seen.get(task.id)
+                if old is None:
+                    new += 1
+                    seen[task.id] = task
+                elif _fresher(task, old):
+                    seen[task.id] = task
+            if raw_count == 0:
+                break
+            dated = [t.created_at for t in page if t.created_at is not None]
+            if dated and min(dated) < since:
+                break  # newest first: everything further on is older still
+            if new == 0 and raw_count >= page_size:
+                raise ApiError(
+                    "the server returned the same page twice: it does not honour the paging "
+                    f"parameter {index_param!r}"
+                )
+            if total is not None:
+                if len(seen) >= total:
+                    break
+            elif raw_count < page_size:
+                break
+            index += raw_count
+        result.tasks = [t for t in seen.values() if t.created_at is None or t.created_at >= since]
+        return result
+
+
+def _fresher(a: Task, b: Task) -> bool:
+    """Which of two copies of a task (seen on two pages of one poll) is the later state."""
+    return (a.updated_at or 0.0, a.status) > (b.updated_at or 0.0, b.status)

@@ -1,0 +1,424 @@
+"""YAML configuration: typed models that reject unknown keys, `${VAR}` expansion, durations.
+
+Every problem in a file is reported at once, one line each, as `file:line: path: message`,
+and no message ever carries the value of a secret.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+SERVICES = ("dcs", "kafka", "rabbitmq", "rocketmq")
+SECRET_FIELDS = frozenset({"secret_key", "security_token", "password", "access_key"})
+
+_DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h|d|w))+$")
+_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(value: Any) -> float:
+    """`90s`, `5m`, `1h30m`, `500ms`, `2d`, `1w` to seconds. Bare numbers are refused.
+
+    Refusing `60` avoids guessing whether the user meant seconds or minutes.
+    """
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError("must be a duration string such as 30s, 5m or 1h")
+    text = value.strip()
+    if not _DURATION_RE.match(text):
+        raise ValueError(f"invalid duration {value!r}: use a number and a unit (ms, s, m, h, d, w)")
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART_RE.findall(text))
+
+
+def format_duration(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    if seconds == int(seconds):
+        return f"{int(seconds)}s"
+    return f"{int(seconds * 1000)}ms"
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+def _read_secret_file(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{str(path)!r} is not UTF-8 text") from None
+    if not text:
+        raise ValueError(f"{str(path)!r} is empty")
+    return text
+
+
+class Credentials(StrictModel):
+    """An access key pair (optionally temporary, with a security token).
+
+    Secrets may sit in the file itself (usually as `${VAR}`) or in files of their own, the
+    way Kubernetes and Docker mount secrets.
+    """
+
+    access_key: str = Field(min_length=1)
+    secret_key: SecretStr | None = None
+    secret_key_file: Path | None = None
+    security_token: SecretStr | None = None
+    security_token_file: Path | None = None
+
+    @field_validator("secret_key_file", "security_token_file")
+    @classmethod
+    def _file_readable(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            _read_secret_file(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> Credentials:
+        if (self.secret_key is None) == (self.secret_key_file is None):
+            raise ValueError("set exactly one of secret_key and secret_key_file")
+        if self.secret_key is not None and not self.secret_key.get_secret_value():
+            raise ValueError("secret_key is empty")
+        if self.security_token is not None and self.security_token_file is not None:
+            raise ValueError("set at most one of security_token and security_token_file")
+        return self
+
+    def secret(self) -> str:
+        if self.secret_key_file is not None:
+            return _read_secret_file(self.secret_key_file)
+        assert self.secret_key is not None
+        return self.secret_key.get_secret_value()
+
+    def token(self) -> str | None:
+        if self.security_token_file is not None:
+            return _read_secret_file(self.security_token_file)
+        if self.security_token is not None:
+            return self.security_token.get_secret_value() or None
+        return None
+
+
+def _check_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", value):
+        raise ValueError("must be an http(s) URL such as https://dcs.eu-west-101.myhuaweicloud.eu")
+    return value.rstrip("/")
+
+
+class Endpoints(StrictModel):
+    dcs: str | None = None
+    dms: str | None = None
+
+    _urls = field_validator("dcs", "dms")(_check_url)
+
+
+_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class InstanceConfig(StrictModel):
+    service: Literal["dcs", "kafka", "rabbitmq", "rocketmq"]
+    id: str = Field(pattern=_ID_PATTERN, max_length=128)
+    name: str = Field(default="", max_length=256)
+
+
+class TargetConfig(StrictModel):
+    """One region and project, with the instances to poll there."""
+
+    region: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    project_id: str = Field(pattern=_ID_PATTERN, max_length=128)
+    endpoints: Endpoints = Endpoints()
+    task_center: bool = False
+    credentials: Credentials | None = None
+    instances: list[InstanceConfig] = []
+
+    @model_validator(mode="after")
+    def _something_to_poll(self) -> TargetConfig:
+        if not self.instances and not self.task_center:
+            raise ValueError("nothing to poll: list instances or set task_center: true")
+        seen: set[str] = set()
+        for inst in self.instances:
+            if inst.id in seen:
+                raise ValueError(f"instance {inst.id} is listed twice")
+            seen.add(inst.id)
+        return self
+
+    def endpoint(self, dialect: Literal["dcs", "dms"]) -> str:
+        override = self.endpoints.dcs if dialect == "dcs" else self.endpoints.dms
+        return override or f"https://{dialect}.{self.region}.myhuaweicloud.com"
+
+
+DEFAULT_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
+
+
+class HttpSettings(StrictModel):
+    timeout: Duration = 10.0
+    retries: int = Field(default=3, ge=0, le=10)
+    backoff_initial: Duration = 0.5
+    backoff_max: Duration = 30.0
+    max_concurrency: int = Field(default=8, ge=1, le=256)
+    requests_per_second: float = Field(default=10.0, gt=0, le=1000)
+    burst: int = Field(default=10, ge=1, le=1000)
+    page_size: int = Field(default=100, ge=1, le=100)
+    max_pages: int = Field(default=100, ge=1, le=10000)
+
+    @model_validator(mode="after")
+    def _positive(self) -> HttpSettings:
+        if self.timeout <= 0:
+            raise ValueError("timeout must be above 0")
+        if self.backoff_max < self.backoff_initial:
+            raise ValueError("backoff_max must not be below backoff_initial")
+        return self
+
+
+class MetricsSettings(StrictModel):
+    duration_buckets: list[float] = Field(default=list(DEFAULT_BUCKETS), min_length=1)
+    duration_by_instance: bool = False
+
+    @field_validator("duration_buckets")
+    @classmethod
+    def _increasing(cls, value: list[float]) -> list[float]:
+        if any(b <= 0 for b in value) or any(a >= b for a, b in itertools.pairwise(value)):
+            raise ValueError("buckets must be positive and strictly increasing")
+        return value
+
+
+class Config(StrictModel):
+    poll_interval: Duration = 60.0
+    lookback: Duration = 86400.0
+    overlap: Duration = 600.0
+    catchup_max: Duration = 3 * 86400.0
+    state_path: Path = Path("./huaweicloud-task-exporter.db")
+    credentials: Credentials | None = None
+    http: HttpSettings = HttpSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    targets: list[TargetConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        if self.poll_interval < 1:
+            raise ValueError("poll_interval must be at least 1s")
+        if self.lookback < self.poll_interval:
+            raise ValueError("lookback must be at least poll_interval")
+        if self.catchup_max < self.poll_interval:
+            raise ValueError("catchup_max must be at least poll_interval")
+        owners: dict[tuple[str, str, str], int] = {}
+        for i, target in enumerate(self.targets):
+            if target.credentials is None and self.credentials is None:
+                raise ValueError(
+                    f"targets[{i}] has no credentials: set credentials at the top level "
+                    "or on the target"
+                )
+            keys = [(target.region, target.project_id, inst.id) for inst in target.instances]
+            if target.task_center:
+                keys.append((target.region, target.project_id, "task center"))
+            for key in keys:
+                if key in owners and owners[key] != i:
+                    raise ValueError(
+                        f"{key[2]} of project {key[1]} in {key[0]} is configured in both "
+                        f"targets[{owners[key]}] and targets[{i}]"
+                    )
+                owners[key] = i
+        return self
+
+    @property
+    def retention(self) -> float:
+        """How long task IDs are remembered: as far back as any poll may ever read."""
+        return max(self.lookback, self.catchup_max)
+
+    def credentials_for(self, target: TargetConfig) -> Credentials:
+        creds = target.credentials or self.credentials
+        assert creds is not None  # guaranteed by validation
+        return creds
+
+    def secrets(self) -> list[str]:
+        """Every secret value, so that logging can scrub them as a last line of defence."""
+        found: list[str] = []
+        for creds in [self.credentials, *(t.credentials for t in self.targets)]:
+            if creds is None:
+                continue
+            found.append(creds.secret())
+            token = creds.token()
+            if token:
+                found.append(token)
+        return found
+
+
+# --- loading ---------------------------------------------------------------------------
+
+
+class ConfigError(Exception):
+    """A file that cannot be used; `problems` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+_VAR_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand(value: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
+    missing: list[str] = []
+
+    def repl(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name, default = m.group(1), m.group(2)
+        if name in env and env[name] != "":
+            return env[name]
+        if default is not None:
+            return default
+        missing.append(name)
+        return ""
+
+    return _VAR_RE.sub(repl, value), missing
+
+
+def _expand_tree(node: Any, path: tuple[Any, ...], env: Mapping[str, str], errs: list[Any]) -> Any:
+    if isinstance(node, str):
+        expanded, missing = _expand(node, env)
+        for name in missing:
+            errs.append((path, f"environment variable {name} is not set"))
+        return expanded
+    if isinstance(node, dict):
+        return {k: _expand_tree(v, (*path, k), env, errs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand_tree(v, (*path, i), env, errs) for i, v in enumerate(node)]
+    return node
+
+
+def format_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the YAML node at `loc`, or of its nearest existing parent."""
+    node = root
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        nxt: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if key_node.value == part:
+                    nxt = value_node
+                    line = key_node.start_mark.line + 1
+                    break
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
+            nxt = node.value[part]
+            line = nxt.start_mark.line + 1
+        if nxt is None:
+            break
+        node = nxt
+    return line
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    kind = err["type"]
+    loc = err["loc"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    msg = str(err["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix) :]
+    leaf = next((p for p in reversed(loc) if isinstance(p, str)), "")
+    value = err.get("input")
+    if (
+        kind in {"literal_error", "string_pattern_mismatch", "enum"}
+        and leaf not in SECRET_FIELDS
+        and isinstance(value, str | int | float)
+    ):
+        msg += f" (got {value!r})"
+    return msg
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop pydantic's internal loc parts (union branch names, validator tags)."""
+    return tuple(
+        p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))
+    )
+
+
+def load_config_text(
+    text: str, source: str = "config", env: Mapping[str, str] | None = None
+) -> Config:
+    env = os.environ if env is None else env
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([f"{where}: not valid YAML: {problem}"]) from None
+    if data is None:
+        raise ConfigError([f"{source}: the file is empty"])
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source}:1: (top level): must be a mapping of keys to values"])
+
+    env_errors: list[tuple[tuple[Any, ...], str]] = []
+    data = _expand_tree(data, (), env, env_errors)
+    problems: list[tuple[int | None, str]] = [
+        (_line_of(root, loc), f"{format_path(loc)}: {msg}") for loc, msg in env_errors
+    ]
+    config: Config | None = None
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            loc = _clean_loc(tuple(err["loc"]))
+            problems.append((_line_of(root, loc), f"{format_path(loc)}: {_message(err)}"))
+    if problems:
+        problems.sort(key=lambda p: p[0] or 0)
+        raise ConfigError(
+            [f"{source}:{line}: {text}" if line else f"{source}: {text}" for line, text in problems]
+        )
+    assert config is not None
+    return config
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            [f"{path}: cannot read the configuration file: {exc.strerror or exc}"]
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: the configuration file is not UTF-8 text"]) from None
+    return load_config_text(text, source=str(path), env=env)

@@ -1,0 +1,351 @@
+"""Polling: which window to read, how a poll's tasks change the state, and when to poll.
+
+Counting rules (the heart of the exporter):
+- a target's first successful poll is its baseline: tasks already finished are remembered
+  as accounted for, not counted;
+- after that, a task is counted the first time it is seen finished, once per task ID,
+  whether or not it was ever seen unfinished;
+- a poll commits everything (tasks, counts, histogram, watermark) in one transaction, so
+  a poll that fails or is killed half-way counts nothing, and the next one reads the same
+  window again.
+
+Windows: the first poll reads `lookback`; later ones read from the last successful poll's
+start minus `overlap`, reaching back to the oldest task still unfinished, and after a
+downtime to at most `catchup_max` ago.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from exporter.cloudapi import ApiError, CloudClient
+from exporter.config import Config
+from exporter.selfmetrics import SelfMetrics
+from exporter.snapshot import SnapshotStore, TargetSnapshot, histogram_series_key, summarize
+from exporter.state import HistogramDelta, PollCommit, StateError, StateStore, TargetState, TaskRow
+from exporter.targets import Target
+from exporter.tasks import Task, is_finished, is_unfinished
+
+log = logging.getLogger(__name__)
+
+# An unfinished task that a complete read of its window no longer returns is forgotten after
+# this many polls in a row (the cloud dropped it); until then it still counts as unfinished.
+MISSING_POLLS_BEFORE_FORGET = 3
+
+
+@dataclass
+class MergeResult:
+    commit: PollCommit
+    tasks: dict[str, TaskRow]
+    counted: int = 0
+    forgotten: list[str] = field(default_factory=list)
+
+
+def window_start(state: TargetState, now: float, config: Config) -> float:
+    """Where this poll's read of the task list starts (epoch seconds)."""
+    if state.watermark is None:
+        return now - config.lookback
+    since = max(state.watermark - config.overlap, now - config.catchup_max)
+    unfinished = [t.created_at for t in state.tasks.values() if is_unfinished(t.status)]
+    if unfinished:
+        since = min(since, min(unfinished) - config.overlap)
+    return max(since, now - config.retention)
+
+
+def _bucket_index(bounds: Sequence[float], value: float) -> int:
+    """Index of the first bucket whose upper bound is >= value (`le` semantics)."""
+    return bisect_left(bounds, value)
+
+
+def merge(
+    target: Target,
+    state: TargetState,
+    fetched: Sequence[Task],
+    *,
+    since: float,
+    now: float,
+    poll_started: float,
+    config: Config,
+) -> MergeResult:
+    """Apply one poll's tasks to the target's stored state; pure, so it is easy to test."""
+    baseline = state.baseline_at is None
+    bounds = config.metrics.duration_buckets
+    commit = PollCommit(
+        target=target.key,
+        baseline_at=state.baseline_at if state.baseline_at is not None else now,
+        watermark=poll_started,
+        last_success=now,
+        prune_before=now - config.retention,
+    )
+    tasks = dict(state.tasks)
+    result = MergeResult(commit=commit, tasks=tasks)
+    fetched_ids = set()
+    for t in fetched:
+        fetched_ids.add(t.id)
+        old = tasks.get(t.id)
+        if t.created_at is not None:
+            created, known = t.created_at, True
+        elif old is not None:
+            created, known = old.created_at, old.created_known
+        else:
+            created, known = now, False  # first seen now: the best bound we have
+        updated = t.updated_at if t.updated_at is not None else (old.updated_at if old else None)
+        accounted = old.accounted if old is not None else False
+        row = TaskRow(t.id, t.name, t.status, created, known, updated, accounted, 0)
+        if not accounted and is_finished(t.status):
+            row.accounted = True
+            if not baseline:
+                key = (t.name, t.status)
+                commit.finished[key] = commit.finished.get(key, 0) + 1
+                result.counted += 1
+                duration = t.duration if t.duration is not None else _row_duration(row)
+                if duration is not None:
+                    series = histogram_series_key(
+                        target, config.metrics.duration_by_instance, t.name, t.status
+                    )
+                    delta = commit.durations.get(series)
+                    if delta is None:
+                        delta = commit.durations[series] = HistogramDelta([0] * (len(bounds) + 1))
+                    delta.buckets[_bucket_index(bounds, duration)] += 1
+                    delta.sum += duration
+                    delta.count += 1
+        if row != old:
+            commit.upserts.append(row)
+            tasks[t.id] = row
+    for task_id, old in list(tasks.items()):
+        if task_id in fetched_ids or old.accounted or old.created_at < since + 1:
+            continue
+        missing = old.missing + 1
+        if missing >= MISSING_POLLS_BEFORE_FORGET:
+            commit.deletes.append(task_id)
+            result.forgotten.append(task_id)
+            del tasks[task_id]
+        else:
+            row = TaskRow(
+                old.id,
+                old.name,
+                old.status,
+                old.created_at,
+                old.created_known,
+                old.updated_at,
+                old.accounted,
+                missing,
+            )
+            commit.upserts.append(row)
+            tasks[task_id] = row
+    for task_id in [i for i, t in tasks.items() if t.created_at < commit.prune_before]:
+        del tasks[task_id]
+    return result
+
+
+def _row_duration(row: TaskRow) -> float | None:
+    if not row.created_known or row.updated_at is None:
+        return None
+    return max(0.0, row.updated_at - row.created_at)
+
+
+class Poller:
+    def __init__(
+        self,
+        config: Config,
+        targets: Sequence[Target],
+        store: StateStore,
+        client: CloudClient,
+        snapshots: SnapshotStore,
+        metrics: SelfMetrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.targets = list(targets)
+        self.store = store
+        self.client = client
+        self.snapshots = snapshots
+        self.metrics = metrics
+        self.clock = clock
+        self.sem = asyncio.Semaphore(config.http.max_concurrency)
+        self.started_monotonic = time.monotonic()
+        self.last_poll_finished: float | None = None  # monotonic
+        self._attempted: set[str] = set()
+
+    # -- start-up -----------------------------------------------------------------------
+
+    def restore(self) -> None:
+        """Serve what the state file knows until the first polls finish.
+
+        Counters must not drop to zero at a restart; `up` stays absent until a poll says.
+        """
+        now = self.clock()
+        self.snapshots.load_histograms(self.store.load_histograms())
+        for target in self.targets:
+            state = self.store.load_target(target.key)
+            if state.watermark is None:
+                continue
+            self.snapshots.publish_target(
+                TargetSnapshot(
+                    target,
+                    last_success=state.last_success,
+                    summary=summarize(
+                        state.tasks.values(), state.finished, now - self.config.lookback
+                    ),
+                )
+            )
+
+    # -- one poll -----------------------------------------------------------------------
+
+    async def poll(self, target: Target) -> bool:
+        started = self.clock()
+        mono = time.monotonic()
+        error: str | None = None
+        try:
+            state = self.store.load_target(target.key)
+            since = window_start(state, started, self.config)
+            fetched = await self.client.fetch_tasks(target, since)
+            now = self.clock()
+            merged = merge(
+                target,
+                state,
+                fetched.tasks,
+                since=since,
+                now=now,
+                poll_started=started,
+                config=self.config,
+            )
+            t0 = time.monotonic()
+            self.store.commit(merged.commit)
+            self.metrics.state_commit_duration.observe(time.monotonic() - t0)
+            self.snapshots.add_histograms(merged.commit.durations)
+            finished = dict(state.finished)
+            for key, n in merged.commit.finished.items():
+                finished[key] = finished.get(key, 0) + n
+            summary = summarize(merged.tasks.values(), finished, now - self.config.lookback)
+            self.snapshots.publish_target(
+                TargetSnapshot(
+                    target,
+                    polled=True,
+                    up=True,
+                    last_success=now,
+                    last_attempt=now,
+                    poll_duration=time.monotonic() - mono,
+                    summary=summary,
+                )
+            )
+            log.debug(
+                "poll done",
+                extra={
+                    "fields": {
+                        "target": target.key,
+                        "requests": fetched.requests,
+                        "tasks": len(fetched.tasks),
+                        "counted": merged.counted,
+                        "baseline": state.baseline_at is None,
+                    }
+                },
+            )
+            for task_id in merged.forgotten:
+                log.info(
+                    "forgetting an unfinished task the cloud no longer lists",
+                    extra={"fields": {"target": target.key, "task_id": task_id}},
+                )
+            return True
+        except ApiError as exc:
+            error = str(exc)
+        except StateError as exc:
+            error = f"state: {exc}"
+        except Exception as exc:  # a bug must not stop the other targets
+            log.exception(
+                "unexpected error while polling", extra={"fields": {"target": target.key}}
+            )
+            error = f"internal error: {type(exc).__name__}"
+        finally:
+            self.last_poll_finished = time.monotonic()
+            self._attempted.add(target.key)
+        log.warning("poll failed", extra={"fields": {"target": target.key, "error": error}})
+        self.snapshots.update_target(
+            target.key,
+            polled=True,
+            up=False,
+            last_attempt=self.clock(),
+            poll_duration=time.monotonic() - mono,
+            last_error=error,
+        )
+        return False
+
+    async def _poll_limited(self, target: Target) -> bool:
+        async with self.sem:
+            return await self.poll(target)
+
+    async def poll_all_once(self) -> bool:
+        results = await asyncio.gather(*(self._poll_limited(t) for t in self.targets))
+        return all(results)
+
+    # -- scheduling ---------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll every target once per interval, spread evenly over the interval.
+
+        A target is polled by one loop of its own, so a slow poll can only delay its own
+        next poll: missed slots are skipped, never queued.
+        """
+        interval = self.config.poll_interval
+        start = time.monotonic()
+        self.started_monotonic = start
+        n = max(1, len(self.targets))
+        loops = [
+            asyncio.create_task(self._loop(t, start + interval * i / n, interval, stop))
+            for i, t in enumerate(self.targets)
+        ]
+        try:
+            await stop.wait()
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+
+    async def _loop(self, target: Target, due: float, interval: float, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            delay = due - time.monotonic()
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                    return
+                except TimeoutError:
+                    pass
+            await self._poll_limited(target)
+            due += interval
+            now = time.monotonic()
+            if due <= now:
+                missed = math.floor((now - due) / interval) + 1
+                due += missed * interval
+                self.metrics.polls_skipped.inc(missed)
+                log.warning(
+                    "poll ran past its next slot; skipping ahead",
+                    extra={"fields": {"target": target.key, "skipped": missed}},
+                )
+
+    # -- health -------------------------------------------------------------------------
+
+    def healthy(self) -> tuple[bool, str]:
+        """Alive when some poll finished within three intervals (or we just started)."""
+        limit = 3 * self.config.poll_interval
+        ref = self.last_poll_finished or self.started_monotonic
+        age = time.monotonic() - ref
+        if age > limit:
+            return False, f"no poll finished for {age:.0f}s (limit {limit:.0f}s)"
+        return True, "ok"
+
+    def ready(self) -> bool:
+        return len(self._attempted) >= len(self.targets)
+
+
+def counters_by_target(snapshots: SnapshotStore) -> Mapping[str, Mapping[tuple[str, str], int]]:
+    """Finished counts as currently served, by target key (used by `--once` and tests)."""
+    return {
+        s.target.key: {(n, st): c for n, st, c in s.summary.finished}
+        for s in snapshots.current.targets
+    }

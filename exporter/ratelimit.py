@@ -1,0 +1,67 @@
+"""Per-host request pacing: a token bucket that can also be paused by a throttling answer.
+
+No numeric limits are published for these APIs, so the user sets a rate per endpoint host,
+and a `Retry-After` from the gateway pauses every request to that host, not only the one
+that was refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+
+class TokenBucket:
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self._tokens = float(burst)
+        self._clock = clock
+        self._sleep = sleep
+        self._last = clock()
+        self._paused_until = 0.0
+        self._lock = asyncio.Lock()
+
+    def pause_until(self, when: float) -> None:
+        """Hold every request back until `when` (a value of the bucket's clock)."""
+        self._paused_until = max(self._paused_until, when)
+
+    async def acquire(self) -> float:
+        """Wait for a token; returns how long the caller waited."""
+        waited = 0.0
+        async with self._lock:
+            while True:
+                now = self._clock()
+                if now < self._paused_until:
+                    delay = self._paused_until - now
+                else:
+                    self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+                    self._last = now
+                    if self._tokens >= 1.0:
+                        self._tokens -= 1.0
+                        return waited
+                    delay = (1.0 - self._tokens) / self.rate
+                await self._sleep(delay)
+                waited += delay
+
+
+class HostLimiters:
+    """One bucket per endpoint host, created on first use."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def for_host(self, host: str) -> TokenBucket:
+        bucket = self._buckets.get(host)
+        if bucket is None:
+            bucket = self._buckets[host] = TokenBucket(self.rate, self.burst)
+        return bucket

@@ -1,0 +1,74 @@
+"""The exporter's own metrics, kept apart from the task metrics the collector renders.
+
+These are ordinary prometheus_client instruments: they describe this process (requests it
+made, polls it skipped), not the cloud, so they do not survive a restart and need not.
+"""
+
+from __future__ import annotations
+
+import platform
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from exporter import __version__
+
+PREFIX = "huaweicloud_task_"
+
+_ = (GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR)  # the defaults live in REGISTRY only
+
+
+class SelfMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+        self.api_requests = Counter(
+            PREFIX + "api_requests",
+            "HTTP requests made to the cloud APIs, by HTTP status code "
+            "('error' when no answer came: timeout, reset, refused).",
+            ["cloud_service", "region", "code"],
+            registry=registry,
+        )
+        self.api_request_duration = Histogram(
+            PREFIX + "api_request_duration_seconds",
+            "Time the cloud APIs took to answer one HTTP request.",
+            ["cloud_service", "region"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=registry,
+        )
+        self.api_throttled = Counter(
+            PREFIX + "api_throttled_requests",
+            "Requests the cloud refused for flow control (HTTP 429 APIG.0308 or DMS.10240407).",
+            ["cloud_service", "region"],
+            registry=registry,
+        )
+        self.polls_skipped = Counter(
+            PREFIX + "polls_skipped",
+            "Scheduled polls skipped because the previous poll of the same target ran past "
+            "its next slot.",
+            registry=registry,
+        )
+        self.state_commit_duration = Histogram(
+            PREFIX + "state_commit_duration_seconds",
+            "Time taken to commit one poll's results to the state file.",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0),
+            registry=registry,
+        )
+        build = Gauge(
+            PREFIX + "build_info",
+            "Always 1; the version of the exporter and of the Python running it.",
+            ["version", "python_version"],
+            registry=registry,
+        )
+        build.labels(__version__, platform.python_version()).set(1)

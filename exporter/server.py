@@ -1,0 +1,165 @@
+"""HTTP: `/metrics`, a landing page at `/`, `/healthz` and `/readyz`, served from a thread.
+
+`/metrics` is prometheus_client's WSGI app, which already negotiates OpenMetrics and gzip.
+The server only reads snapshots, so it runs beside the event loop without touching it.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+from exporter import __version__
+from exporter.snapshot import SnapshotStore
+
+log = logging.getLogger(__name__)
+
+StartResponse = Callable[..., Any]
+Environ = dict[str, Any]
+
+
+def parse_listen_address(value: str) -> tuple[str, int]:
+    """`:10418`, `0.0.0.0:10418`, `127.0.0.1:0`, `[::]:10418` to (host, port)."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"invalid listen address {value!r}: use host:port or :port")
+    host = host.strip("[]")
+    return host, int(port_text)
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _V6Server(_Server):
+    address_family = socket.AF_INET6
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http " + format % args)
+
+
+class App:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        snapshots: SnapshotStore,
+        health: Callable[[], tuple[bool, str]],
+        ready: Callable[[], bool],
+    ) -> None:
+        self.metrics_app = make_wsgi_app(registry)
+        self.snapshots = snapshots
+        self.health = health
+        self.ready = ready
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in ("GET", "HEAD"):
+            return _text(start_response, "405 Method Not Allowed", "method not allowed\n")
+        if path == "/metrics":
+            return self.metrics_app(environ, start_response)  # type: ignore[no-any-return]
+        if path == "/healthz":
+            ok, why = self.health()
+            return _text(start_response, "200 OK" if ok else "503 Service Unavailable", why + "\n")
+        if path == "/readyz":
+            if self.ready():
+                return _text(start_response, "200 OK", "ready\n")
+            return _text(start_response, "503 Service Unavailable", "first polls not done\n")
+        if path == "/":
+            body = self.landing_page().encode("utf-8")
+            start_response(
+                "200 OK",
+                [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
+        return _text(start_response, "404 Not Found", "not found\n")
+
+    def landing_page(self) -> str:
+        rows = []
+        now = time.time()
+        for ts in self.snapshots.current.targets:
+            t = ts.target
+            if not ts.polled:
+                result = "not polled yet"
+            elif ts.up:
+                result = "ok"
+            else:
+                result = "failed: " + (ts.last_error or "")
+            ago = f"{now - ts.last_success:.0f}s ago" if ts.last_success else "never"
+            took = f"{ts.poll_duration:.2f}s" if ts.poll_duration is not None else ""
+            cells = [
+                t.service,
+                t.region,
+                t.project_id,
+                t.instance_id or "(task center)",
+                t.instance_name,
+                result,
+                ago,
+                took,
+            ]
+            cls = "ok" if ts.up else ("fail" if ts.polled else "")
+            rows.append(
+                f"<tr class='{cls}'>"
+                + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+                + "</tr>"
+            )
+        return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Huawei Cloud task exporter</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}
+tr.ok td:nth-child(6){{color:#080}}tr.fail td:nth-child(6){{color:#b00}}</style></head>
+<body><h1>Huawei Cloud task exporter</h1>
+<p>Version {html.escape(__version__)}.
+<a href="/metrics">Metrics</a> &middot; <a href="/healthz">Health</a> &middot;
+<a href="/readyz">Readiness</a></p>
+<h2>Targets</h2>
+<table><tr><th>service</th><th>region</th><th>project</th><th>instance</th><th>name</th>
+<th>last poll</th><th>last success</th><th>duration</th></tr>
+{"".join(rows)}
+</table></body></html>
+"""
+
+
+def _text(start_response: StartResponse, status: str, text: str) -> list[bytes]:
+    body = text.encode("utf-8")
+    start_response(
+        status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
+
+
+class HttpServer:
+    def __init__(self, app: App, address: str) -> None:
+        host, port = parse_listen_address(address)
+        server_cls = _V6Server if ":" in host else _Server
+        self.httpd = make_server(
+            host or "0.0.0.0",  # noqa: S104 - ':PORT' means every interface, as in Prometheus
+            port,
+            app,
+            server_class=server_cls,
+            handler_class=_QuietHandler,
+        )
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,0 +1,77 @@
+"""`python -m exporter.simulator`: run the simulated cloud on its own.
+
+It prints an exporter configuration that points at it, so that
+`python -m exporter.simulator --print-config > sim.yml` then
+`huaweicloud-task-exporter --config.file=sim.yml` is a complete local setup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import signal
+import sys
+import threading
+
+from exporter.demo import demo_config_text
+from exporter.simulator.fleet import DEMO_ACCESS_KEY, demo_world, generated_world
+from exporter.simulator.server import Simulator
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m exporter.simulator",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
+    parser.add_argument("--listen", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--dcs-port", type=int, default=18080)
+    parser.add_argument("--dms-port", type=int, default=18081)
+    parser.add_argument(
+        "--fleet", default="demo", help="'demo', or a number of generated instances"
+    )
+    parser.add_argument(
+        "--secret-key",
+        default=None,
+        help="secret key the simulator accepts (default: random, printed in the generated config)",
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print an exporter config for this simulator on stdout",
+    )
+    parser.add_argument("--poll-interval", default="15s")
+    args = parser.parse_args(argv)
+    secret = args.secret_key or secrets.token_hex(20)
+    world = demo_world(secret) if args.fleet == "demo" else generated_world(int(args.fleet), secret)
+    sim = Simulator(world, args.listen, args.dcs_port, args.dms_port).start()
+    host = "127.0.0.1" if args.listen in ("0.0.0.0", "::") else args.listen  # noqa: S104
+    if args.print_config:
+        dcs = f"http://{host}:{sim.servers['dcs'].server_address[1]}"
+        dms = f"http://{host}:{sim.servers['dms'].server_address[1]}"
+        sys.stdout.write(
+            demo_config_text(
+                world,
+                dcs,
+                dms,
+                DEMO_ACCESS_KEY,
+                secret,
+                args.poll_interval,
+                state_path="./sim-state.db",
+            )
+        )
+        sys.stdout.flush()
+    print(
+        f"simulator: DCS at {sim.dcs_url}, DMS at {sim.dms_url}; admin API under /_sim/",
+        file=sys.stderr,
+        flush=True,
+    )
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    done.wait()
+    sim.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

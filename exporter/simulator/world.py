@@ -1,0 +1,464 @@
+"""The simulated cloud's state: instances, their tasks, churn over time, dialects and faults.
+
+Everything here is plain Python behind one lock, so tests can drive it directly while the
+HTTP front end (`exporter.simulator.server`) serves it. Churn is lazy and deterministic:
+each instance has its own seeded random stream and the world is advanced to "now" when it
+is read, so the same seed gives the same tasks whatever the timing of requests.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+DCS_TASK_NAMES = (
+    "EXTEND",
+    "BindEip",
+    "UnBindEip",
+    "AddReplica",
+    "DelReplica",
+    "AddWhitelist",
+    "UpdatePort",
+    "RemoveIpFromDns",
+    "masterStandbySwapJob",
+    "modify",
+    "DeleteAcl",
+)
+KAFKA_TASK_NAMES = (
+    "modifyAutoTopic",
+    "changeRetentionPolicy",
+    "bindInstancePublicIp",
+    "kafkaConfigModify",
+    "kafkaResetConsumerOffset",
+)
+MQ_TASK_NAMES = ("bindInstancePublicIp", "unbindInstancePublicIp")
+TASK_NAMES = {
+    "dcs": DCS_TASK_NAMES,
+    "kafka": KAFKA_TASK_NAMES,
+    "rabbitmq": MQ_TASK_NAMES,
+    "rocketmq": MQ_TASK_NAMES,
+}
+# The task center shows some instance tasks under another name (same task ID).
+CENTER_NAMES = {"EXTEND": "ChangeInstanceSpec"}
+CENTER_ONLY_NAMES = ("dcsExportJob",)
+
+MISSING = object()  # a raw override that removes the field from the answer
+
+Service = Literal["dcs", "kafka", "rabbitmq", "rocketmq"]
+Listener = Literal["dcs", "dms"]
+
+
+def listener_of(service: str) -> Listener:
+    return "dcs" if service == "dcs" else "dms"
+
+
+def format_ts(ts: float) -> str:
+    dt = datetime.fromtimestamp(ts, timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+@dataclass
+class SimInstance:
+    id: str
+    service: Service
+    name: str
+    project_id: str
+    engine_version: str = ""
+
+
+@dataclass
+class SimTask:
+    id: str
+    service: Service
+    project_id: str
+    instance_id: str | None  # None: a project-level job only the task center lists
+    name: str
+    status: str
+    created_at: float
+    updated_at: float
+    params: str | None = None
+    details: dict[str, Any] | None = None
+    job_id: str = ""
+    error_code: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def view(self, center: bool = False) -> dict[str, Any]:
+        """The task as the API shows it: DCS or DMS fields, or the task center's."""
+        body: dict[str, Any] = {
+            "id": self.id,
+            "name": CENTER_NAMES.get(self.name, self.name) if center else self.name,
+            "user_name": "sim_user",
+            "user_id": "d53977d1adfb49c5b025ba7d33a13fd7",
+        }
+        if self.service == "dcs":
+            body["details"] = self.details
+            body["enable_show"] = self.details is not None
+        if self.params is not None:
+            body["params"] = self.params
+        body["status"] = self.status
+        body["created_at"] = format_ts(self.created_at)
+        body["updated_at"] = format_ts(self.updated_at)
+        if center:
+            body["job_id"] = self.job_id
+            body["error_code"] = self.error_code
+        for key, value in self.raw.items():
+            if value is MISSING:
+                body.pop(key, None)
+            else:
+                body[key] = value
+        return body
+
+
+@dataclass
+class Options:
+    """How the simulated APIs read the parameters the references disagree on."""
+
+    # Which parameter the DCS APIs take as the window start: the reference's `start_time`, the
+    # doc example's `begin_time`, or none (the window is ignored and everything is listed).
+    dcs_window_param: Literal["start_time", "begin_time", "none"] = "start_time"
+    # DMS `start`: 0-based, 1-based taking 0 as 1, or 1-based refusing 0.
+    dms_start: Literal["0", "1", "1-strict"] = "0"
+    dms_window: bool = True
+    # `task_count` as a string (the references), an integer (the examples), or alternating.
+    task_count: Literal["string", "int", "mixed"] = "string"
+    dcs_max_limit: int = 1000
+    dms_max_limit: int = 100
+    signature_max_skew: float = 900.0
+
+
+FaultKind = Literal[
+    "latency",
+    "http_error",
+    "throttle",
+    "flow_control",
+    "malformed",
+    "reset",
+    "not_found",
+    "wrong_page",
+]
+
+
+@dataclass
+class Fault:
+    kind: FaultKind
+    listener: Listener | None = None
+    instance_id: str | None = None
+    project_id: str | None = None
+    center: bool | None = None  # only the task center (True) or only instance lists (False)
+    remaining: int | None = None  # None: until cleared
+    latency: float = 0.0
+    status: int = 500
+    retry_after: float | None = None
+    id: int = 0
+
+    def matches(self, listener: Listener, project_id: str, instance_id: str | None) -> bool:
+        return (
+            (self.listener is None or self.listener == listener)
+            and (self.project_id is None or self.project_id == project_id)
+            and (self.center is None or self.center == (instance_id is None))
+            and (self.instance_id is None or self.instance_id == instance_id)
+        )
+
+
+@dataclass
+class Churn:
+    """Random task traffic: per instance, a task every `mean_interval` seconds on average."""
+
+    mean_interval: float = 60.0
+    min_duration: float = 2.0
+    max_duration: float = 120.0
+    p_failed: float = 0.15
+    p_stuck: float = 0.03
+    p_cancelled: float = 0.02  # DMS only: cancelled scheduled tasks
+    center_job_interval: float = 0.0  # task-center-only jobs per project; 0 = none
+
+
+@dataclass
+class RequestRecord:
+    at: float
+    listener: str
+    method: str
+    path: str
+    query: dict[str, str]
+    status: int
+    access_key: str | None
+
+
+class World:
+    def __init__(
+        self, seed: int = 1, clock: Callable[[], float] = time.time, region: str = "ap-southeast-1"
+    ) -> None:
+        self.lock = threading.RLock()
+        self.seed = seed
+        self.clock = clock
+        self.region = region
+        self.rng = random.Random(seed)
+        self.instances: dict[str, SimInstance] = {}
+        self.tasks: dict[str, SimTask] = {}
+        self.options = Options()
+        self.credentials: dict[str, tuple[str, str | None]] = {}
+        self.faults: list[Fault] = []
+        self.requests: deque[RequestRecord] = deque(maxlen=50_000)
+        self.churn: Churn | None = None
+        self._plans: list[tuple[float, int, str, str]] = []  # (when, seq, task_id, status)
+        self._seq = itertools.count()
+        self._fault_ids = itertools.count(1)
+        self._next_arrival: dict[str, float] = {}
+        self._inst_rng: dict[str, random.Random] = {}
+        self._count_flip = False
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def add_credentials(
+        self, access_key: str, secret_key: str, security_token: str | None = None
+    ) -> None:
+        with self.lock:
+            self.credentials[access_key] = (secret_key, security_token)
+
+    def new_id(self) -> str:
+        with self.lock:
+            return uuid.UUID(int=self.rng.getrandbits(128)).hex
+
+    def add_instance(
+        self, service: Service, name: str = "", project_id: str = "", instance_id: str | None = None
+    ) -> SimInstance:
+        with self.lock:
+            inst = SimInstance(
+                id=instance_id or str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+                service=service,
+                name=name,
+                project_id=project_id or "0f5c1a2b3c4d4e5f8a9b0c1d2e3f4a5b",
+            )
+            self.instances[inst.id] = inst
+            if self.churn is not None:
+                self._schedule_arrival(inst.id, self.clock())
+            return inst
+
+    def remove_instance(self, instance_id: str) -> None:
+        with self.lock:
+            self.instances.pop(instance_id, None)
+            self._next_arrival.pop(instance_id, None)
+
+    def add_task(
+        self,
+        instance_id: str | None,
+        name: str,
+        status: str,
+        created_at: float | None = None,
+        updated_at: float | None = None,
+        *,
+        project_id: str | None = None,
+        raw: dict[str, Any] | None = None,
+        task_id: str | None = None,
+        plan: Iterable[tuple[float, str]] = (),
+    ) -> SimTask:
+        """A task on an instance, or (instance_id None) a job only the task center lists."""
+        with self.lock:
+            now = self.clock()
+            if instance_id is not None:
+                inst = self.instances[instance_id]
+                service, project = inst.service, inst.project_id
+            else:
+                service, project = "dcs", project_id or "0f5c1a2b3c4d4e5f8a9b0c1d2e3f4a5b"
+            created = now if created_at is None else created_at
+            task = SimTask(
+                id=task_id or self.new_id(),
+                service=service,
+                project_id=project,
+                instance_id=instance_id,
+                name=name,
+                status=status,
+                created_at=created,
+                updated_at=created if updated_at is None else updated_at,
+                job_id=self.new_id(),
+                raw=dict(raw or {}),
+            )
+            if service == "dcs":
+                task.details = (
+                    {"old_port": 6379, "new_port": 6380} if name == "UpdatePort" else None
+                )
+                task.error_code = "111400063" if status == "FAILED" else None
+            else:
+                task.params = '{"enable_public_ip":true}'
+            self.tasks[task.id] = task
+            for when, next_status in plan:
+                heapq.heappush(self._plans, (when, next(self._seq), task.id, next_status))
+            return task
+
+    def set_status(self, task_id: str, status: str, at: float | None = None) -> SimTask:
+        with self.lock:
+            task = self.tasks[task_id]
+            task.status = status
+            task.updated_at = self.clock() if at is None else at
+            if task.service == "dcs":
+                task.error_code = "111400063" if status == "FAILED" else None
+            return task
+
+    def remove_task(self, task_id: str) -> None:
+        with self.lock:
+            self.tasks.pop(task_id, None)
+
+    def add_fault(self, fault: Fault) -> Fault:
+        with self.lock:
+            fault.id = next(self._fault_ids)
+            self.faults.append(fault)
+            return fault
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.faults.clear()
+
+    def start_churn(self, churn: Churn) -> None:
+        with self.lock:
+            self.churn = churn
+            now = self.clock()
+            self._next_arrival = {}
+            for inst in self.instances.values():
+                self._schedule_arrival(inst.id, now)
+
+    def stop_churn(self) -> None:
+        with self.lock:
+            self.advance()
+            self.churn = None
+            self._next_arrival.clear()
+
+    # -- time -----------------------------------------------------------------------------
+
+    def _rng_for(self, instance_id: str) -> random.Random:
+        rng = self._inst_rng.get(instance_id)
+        if rng is None:
+            rng = self._inst_rng[instance_id] = random.Random(f"{self.seed}/{instance_id}")
+        return rng
+
+    def _schedule_arrival(self, instance_id: str, after: float) -> None:
+        assert self.churn is not None
+        rng = self._rng_for(instance_id)
+        self._next_arrival[instance_id] = after + rng.expovariate(1 / self.churn.mean_interval)
+
+    def advance(self) -> None:
+        """Bring churn and planned transitions up to now."""
+        with self.lock:
+            now = self.clock()
+            if self.churn is not None:
+                for inst_id in list(self._next_arrival):
+                    while inst_id in self._next_arrival and self._next_arrival[inst_id] <= now:
+                        at = self._next_arrival[inst_id]
+                        self._spawn(inst_id, at)
+                        self._schedule_arrival(inst_id, at)
+            while self._plans and self._plans[0][0] <= now:
+                when, _, task_id, status = heapq.heappop(self._plans)
+                if task_id in self.tasks:
+                    self.set_status(task_id, status, at=when)
+
+    def _spawn(self, instance_id: str, at: float) -> None:
+        assert self.churn is not None
+        c = self.churn
+        inst = self.instances.get(instance_id)
+        if inst is None:
+            return
+        rng = self._rng_for(instance_id)
+        name = rng.choice(TASK_NAMES[inst.service])
+        start = at + rng.uniform(0.1, 1.0)
+        end = at + rng.uniform(c.min_duration, c.max_duration)
+        roll = rng.random()
+        plan: list[tuple[float, str]] = [(start, "EXECUTING")]
+        if roll < c.p_stuck:
+            pass
+        elif roll < c.p_stuck + c.p_failed:
+            plan.append((end, "FAILED"))
+        elif inst.service != "dcs" and roll < c.p_stuck + c.p_failed + c.p_cancelled:
+            plan.append((end, "CANCELLED"))
+        else:
+            plan.append((end, "SUCCESS"))
+        task_id = uuid.UUID(int=rng.getrandbits(128)).hex
+        self.add_task(instance_id, name, "CREATED", created_at=at, task_id=task_id, plan=plan)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def instance_tasks(self, instance_id: str) -> list[SimTask]:
+        with self.lock:
+            self.advance()
+            found = [t for t in self.tasks.values() if t.instance_id == instance_id]
+        return sorted(found, key=lambda t: (t.created_at, t.id), reverse=True)
+
+    def center_tasks(self, project_id: str) -> list[SimTask]:
+        with self.lock:
+            self.advance()
+            found = [
+                t for t in self.tasks.values() if t.project_id == project_id and t.service == "dcs"
+            ]
+        return sorted(found, key=lambda t: (t.created_at, t.id), reverse=True)
+
+    def task_count_value(self, n: int) -> int | str:
+        with self.lock:
+            mode = self.options.task_count
+            if mode == "mixed":
+                self._count_flip = not self._count_flip
+                return n if self._count_flip else str(n)
+            return n if mode == "int" else str(n)
+
+    def take_fault(
+        self, listener: Listener, project_id: str, instance_id: str | None
+    ) -> tuple[float, Fault | None]:
+        """Total injected latency, and the first matching non-latency fault (used up once)."""
+        latency = 0.0
+        chosen: Fault | None = None
+        with self.lock:
+            for fault in list(self.faults):
+                if not fault.matches(listener, project_id, instance_id):
+                    continue
+                if fault.kind == "latency":
+                    latency += fault.latency
+                    if fault.remaining is not None:
+                        fault.remaining -= 1
+                        if fault.remaining <= 0:
+                            self.faults.remove(fault)
+                    continue
+                if chosen is None:
+                    chosen = fault
+                    if fault.remaining is not None:
+                        fault.remaining -= 1
+                        if fault.remaining <= 0:
+                            self.faults.remove(fault)
+        return latency, chosen
+
+    def record(self, rec: RequestRecord) -> None:
+        with self.lock:
+            self.requests.append(rec)
+
+    def requests_for(
+        self, instance_id: str | None = None, since: float = 0.0
+    ) -> list[RequestRecord]:
+        with self.lock:
+            return [
+                r
+                for r in self.requests
+                if r.at >= since
+                and (instance_id is None or f"/instances/{instance_id}/" in r.path + "/")
+            ]
+
+    def finished_counts(
+        self, after_ids: set[str] | None = None, center: bool = False
+    ) -> dict[tuple[str, str, str], int]:
+        """Ground truth for tests: finished tasks by (instance_id, name, status)."""
+        out: dict[tuple[str, str, str], int] = {}
+        with self.lock:
+            self.advance()
+            for t in self.tasks.values():
+                if t.status in ("CREATED", "WAITING", "EXECUTING"):
+                    continue
+                if after_ids is not None and t.id in after_ids:
+                    continue
+                name = CENTER_NAMES.get(t.name, t.name) if center else t.name
+                key = (t.instance_id or "", name, t.status)
+                out[key] = out.get(key, 0) + 1
+        return out

@@ -1,0 +1,236 @@
+"""Immutable snapshots of what the poller knows, the only thing a scrape ever reads.
+
+The poller publishes a new `TargetSnapshot` after each poll and new histogram series after
+each commit; the collector reads whatever is current. Publishing swaps one reference, so a
+scrape never waits on a poll and never sees half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from exporter.state import HistogramDelta, HistogramRow, TaskRow
+from exporter.targets import Target
+from exporter.tasks import is_finished, is_unfinished
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSummary:
+    """The task gauges of one target, computed from its stored tasks."""
+
+    recent: tuple[tuple[str, str, int], ...] = ()
+    finished: tuple[tuple[str, str, int], ...] = ()
+    last_status: tuple[tuple[str, str], ...] = ()
+    last_finished: tuple[tuple[str, float | None, float], ...] = ()
+    oldest_unfinished: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSnapshot:
+    target: Target
+    polled: bool = False  # whether this process has finished a poll of it yet
+    up: bool = False
+    last_success: float | None = None
+    last_attempt: float | None = None
+    poll_duration: float | None = None
+    last_error: str | None = None
+    summary: TaskSummary = TaskSummary()
+
+
+def summarize(
+    tasks: Iterable[TaskRow], finished: Mapping[tuple[str, str], int], since: float
+) -> TaskSummary:
+    """Gauges over the tasks created at or after `since` (the lookback window)."""
+    recent: Counter[tuple[str, str]] = Counter()
+    newest: dict[str, TaskRow] = {}
+    last_done: dict[str, TaskRow] = {}
+    oldest: dict[str, float] = {}
+    for t in tasks:
+        if t.created_at < since:
+            continue
+        recent[(t.name, t.status)] += 1
+        cur = newest.get(t.name)
+        if cur is None or (t.created_at, t.id) > (cur.created_at, cur.id):
+            newest[t.name] = t
+        if is_finished(t.status) and t.updated_at is not None:
+            done = last_done.get(t.name)
+            if done is None or (t.updated_at, t.id) > (done.updated_at or 0.0, done.id):
+                last_done[t.name] = t
+        if is_unfinished(t.status) and (t.name not in oldest or t.created_at < oldest[t.name]):
+            oldest[t.name] = t.created_at
+    return TaskSummary(
+        recent=tuple(sorted((n, s, c) for (n, s), c in recent.items())),
+        finished=tuple(sorted((n, s, c) for (n, s), c in finished.items())),
+        last_status=tuple(sorted((n, t.status) for n, t in newest.items())),
+        last_finished=tuple(
+            sorted(
+                (n, _duration(t), t.updated_at)
+                for n, t in last_done.items()
+                if t.updated_at is not None
+            )
+        ),
+        oldest_unfinished=tuple(sorted(oldest.items())),
+    )
+
+
+def _duration(t: TaskRow) -> float | None:
+    if not t.created_known or t.updated_at is None:
+        return None
+    return max(0.0, t.updated_at - t.created_at)
+
+
+# -- duration histograms ------------------------------------------------------------------
+
+
+def histogram_series_key(target: Target, by_instance: bool, name: str, status: str) -> str:
+    """The stored key of a histogram series.
+
+    Without `by_instance` the instances of a service in a project share series; the task
+    center keeps its own (`source`), so a DCS task seen in both lists is never observed twice
+    in one series.
+    """
+    instance = target.instance_id if by_instance else ""
+    mode = "instance" if by_instance else "aggregate"
+    return json.dumps(
+        [
+            mode,
+            target.service,
+            target.region,
+            target.project_id,
+            target.source,
+            instance,
+            name,
+            status,
+        ]
+    )
+
+
+HISTOGRAM_LABELS = ("cloud_service", "region", "project_id", "source", "task_name", "status")
+HISTOGRAM_LABELS_BY_INSTANCE = (
+    "cloud_service",
+    "region",
+    "project_id",
+    "source",
+    "instance_id",
+    "instance_name",
+    "task_name",
+    "status",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramSeries:
+    labels: tuple[str, ...]
+    buckets: tuple[int, ...]  # per bucket, not cumulative; the last one is +Inf
+    sum: float
+    count: int
+
+
+@dataclass(frozen=True)
+class ExporterSnapshot:
+    targets: tuple[TargetSnapshot, ...] = ()
+    histograms: tuple[HistogramSeries, ...] = ()
+    bucket_bounds: tuple[float, ...] = ()
+    histogram_labels: tuple[str, ...] = HISTOGRAM_LABELS
+    poll_interval: float = 60.0
+
+
+@dataclass
+class _HistogramState:
+    rows: dict[str, HistogramRow] = field(default_factory=dict)
+
+
+class SnapshotStore:
+    """Holds the current snapshot; writers serialize on a lock, readers never block."""
+
+    def __init__(
+        self,
+        targets: Sequence[Target],
+        bucket_bounds: Sequence[float],
+        by_instance: bool,
+        poll_interval: float,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._by_instance = by_instance
+        self._order = {t.key: i for i, t in enumerate(targets)}
+        self._targets: dict[str, TargetSnapshot] = {t.key: TargetSnapshot(t) for t in targets}
+        self._hist = _HistogramState()
+        # Which histogram series belong to configured targets, and under which labels.
+        self._series_labels: dict[tuple[str, ...], tuple[str, ...]] = {}
+        for t in targets:
+            prefix = (t.service, t.region, t.project_id, t.source)
+            if by_instance:
+                self._series_labels[(*prefix, t.instance_id)] = (
+                    *prefix,
+                    t.instance_id,
+                    t.instance_name,
+                )
+            else:
+                self._series_labels[(*prefix, "")] = prefix
+        self._base = ExporterSnapshot(
+            bucket_bounds=tuple(bucket_bounds),
+            histogram_labels=HISTOGRAM_LABELS_BY_INSTANCE if by_instance else HISTOGRAM_LABELS,
+            poll_interval=poll_interval,
+        )
+        self.current = self._base
+
+    def target(self, key: str) -> TargetSnapshot:
+        return self._targets[key]
+
+    def publish_target(self, snap: TargetSnapshot) -> None:
+        with self._lock:
+            self._targets[snap.target.key] = snap
+            self._republish()
+
+    def update_target(self, key: str, **changes: object) -> None:
+        with self._lock:
+            self._targets[key] = replace(self._targets[key], **changes)  # type: ignore[arg-type]
+            self._republish()
+
+    def load_histograms(self, rows: Iterable[HistogramRow]) -> None:
+        with self._lock:
+            self._hist.rows = {r.series: r for r in rows}
+            self._republish()
+
+    def add_histograms(self, deltas: Mapping[str, HistogramDelta]) -> None:
+        """Apply a committed poll's observations (only ever after the commit succeeded)."""
+        if not deltas:
+            return
+        with self._lock:
+            rows = dict(self._hist.rows)
+            for series, d in deltas.items():
+                old = rows.get(series)
+                if old is None:
+                    rows[series] = HistogramRow(series, tuple(d.buckets), d.sum, d.count)
+                else:
+                    rows[series] = HistogramRow(
+                        series,
+                        tuple(a + b for a, b in zip(old.buckets, d.buckets, strict=True)),
+                        old.sum + d.sum,
+                        old.count + d.count,
+                    )
+            self._hist.rows = rows
+            self._republish()
+
+    def _republish(self) -> None:
+        mode = "instance" if self._by_instance else "aggregate"
+        series: list[HistogramSeries] = []
+        for row in self._hist.rows.values():
+            key = json.loads(row.series)
+            if key[0] != mode:
+                continue
+            labels = self._series_labels.get(tuple(key[1:6]))
+            if labels is None:
+                continue  # its targets are no longer configured
+            if len(row.buckets) != len(self._base.bucket_bounds) + 1:
+                continue
+            series.append(
+                HistogramSeries((*labels, key[6], key[7]), row.buckets, row.sum, row.count)
+            )
+        series.sort(key=lambda s: s.labels)
+        targets = sorted(self._targets.values(), key=lambda s: self._order[s.target.key])
+        self.current = replace(self._base, targets=tuple(targets), histograms=tuple(series))

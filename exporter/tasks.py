@@ -1,0 +1,159 @@
+"""Task records as the exporter understands them, parsed leniently from the task list APIs.
+
+The APIs are loosely specified (strings vs integers, null vs absent, open sets of names and
+statuses), so parsing never raises on a single bad field: a task with an unreadable field is
+kept with that field unknown, and only a task without an ID is dropped (it cannot be
+deduplicated, so counting it would not be exact).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+UNFINISHED_STATUSES = frozenset({"CREATED", "WAITING", "EXECUTING"})
+# Statuses the references list as final; anything else that is not unfinished is final too.
+KNOWN_FINISHED_STATUSES = frozenset({"SUCCESS", "FAILED", "DELETED", "CANCELLED"})
+UNKNOWN_STATUS = "UNKNOWN"
+UNKNOWN_NAME = "unknown"
+
+_TS_RE = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?"
+    r"\s*(Z|[+-]\d{2}:?\d{2})?$"
+)
+
+
+def parse_timestamp(value: Any) -> float | None:
+    """Parse the APIs' `2020-06-17T07:38:42.503Z` (and close variants) to epoch seconds.
+
+    A timestamp without a zone is taken as UTC, as the APIs document UTC everywhere.
+    Anything unreadable gives None rather than an exception.
+    """
+    if not isinstance(value, str):
+        return None
+    m = _TS_RE.match(value.strip())
+    if not m:
+        return None
+    year, month, day, hour, minute, second, frac, zone = m.groups()
+    try:
+        tz = timezone.utc
+        if zone and zone != "Z":
+            sign = 1 if zone[0] == "+" else -1
+            digits = zone[1:].replace(":", "")
+            offset_min = int(digits[:2]) * 60 + int(digits[2:])
+            tz = timezone(sign * timedelta(minutes=offset_min))
+        dt = datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=tz
+        )
+    except ValueError:
+        return None
+    ts = dt.timestamp()
+    if frac:
+        ts += int(frac) / 10 ** len(frac)
+    return ts
+
+
+def normalize_status(value: Any) -> str:
+    """Statuses are exported as they come, upper-cased; a missing one becomes UNKNOWN."""
+    if value is None:
+        return UNKNOWN_STATUS
+    text = str(value).strip().upper()
+    return text or UNKNOWN_STATUS
+
+
+def is_finished(status: str) -> bool:
+    """Finished means final: the known final statuses and any unknown one that is not unfinished.
+
+    A task whose status is missing altogether is neither finished nor unfinished: it is
+    shown in the task gauges but never counted, since a later poll may give the real status.
+    """
+    return status != UNKNOWN_STATUS and status not in UNFINISHED_STATUSES
+
+
+def is_unfinished(status: str) -> bool:
+    return status in UNFINISHED_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One background task as read from a task list page."""
+
+    id: str
+    name: str
+    status: str
+    created_at: float | None
+    updated_at: float | None
+
+    @property
+    def duration(self) -> float | None:
+        """`updated_at - created_at`, clamped at 0 for the tasks whose clocks disagree."""
+        if self.created_at is None or self.updated_at is None:
+            return None
+        return max(0.0, self.updated_at - self.created_at)
+
+
+def parse_task(raw: Any) -> Task | None:
+    """One task object from a page, or None when it has no usable ID."""
+    if not isinstance(raw, Mapping):
+        return None
+    task_id = raw.get("id")
+    if isinstance(task_id, int | float) and not isinstance(task_id, bool):
+        task_id = str(task_id)
+    if not isinstance(task_id, str) or not task_id.strip():
+        return None
+    name = raw.get("name")
+    name_text = str(name).strip() if isinstance(name, str | int) else ""
+    return Task(
+        id=task_id.strip(),
+        name=name_text or UNKNOWN_NAME,
+        status=normalize_status(raw.get("status")),
+        created_at=parse_timestamp(raw.get("created_at")),
+        updated_at=parse_timestamp(raw.get("updated_at")),
+    )
+
+
+def parse_task_count(value: Any) -> int | None:
+    """`task_count` is documented as a string and seen as an integer: accept both."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, float) and math.isfinite(value) and value >= 0:
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def parse_page(body: Any) -> tuple[list[Task], int, int | None]:
+    """A page body: its tasks, how many raw entries it held, and `task_count` if readable.
+
+    The raw entry count matters for paging: a page of ten entries of which one had no ID is
+    still a full page.
+    """
+    if not isinstance(body, Mapping):
+        raise ValueError("response body is not a JSON object")
+    raw_tasks = body.get("tasks")
+    if raw_tasks is None:
+        raw_tasks = []
+    if not isinstance(raw_tasks, list):
+        raise ValueError("'tasks' is not a list")
+    tasks: list[Task] = []
+    for raw in raw_tasks:
+        task = parse_task(raw)
+        if task is None:
+            log.warning("skipping a task entry without a usable id")
+            continue
+        tasks.append(task)
+    return tasks, len(raw_tasks), parse_task_count(body.get("task_count"))
+
+
+def newest_first(tasks: Iterable[Task]) -> list[Task]:
+    return sorted(tasks, key=lambda t: (t.created_at or 0.0, t.id), reverse=True)
