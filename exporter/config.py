@@ -291,7 +291,7 @@ def _expand(value: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
         if default is not None:
             return default
         missing.append(name)
-        return ""
+        return m.group(0)  # left as written: the unset variable is the error to report
 
     return _VAR_RE.sub(repl, value), missing
 
@@ -307,6 +307,27 @@ def _expand_tree(node: Any, path: tuple[Any, ...], env: Mapping[str, str], errs:
     if isinstance(node, list):
         return [_expand_tree(v, (*path, i), env, errs) for i, v in enumerate(node)]
     return node
+
+
+def _secret_values(node: Any) -> list[str]:
+    """Values under secret keys anywhere in the file, longest first, to scrub from errors.
+
+    A secret pasted into the wrong field would otherwise be echoed back in its error.
+    """
+    found: set[str] = set()
+
+    def walk(n: Any) -> None:
+        if isinstance(n, dict):
+            for k, v in n.items():
+                if k in SECRET_FIELDS and k != "access_key" and isinstance(v, str) and len(v) >= 4:
+                    found.add(v)
+                walk(v)
+        elif isinstance(n, list):
+            for v in n:
+                walk(v)
+
+    walk(node)
+    return sorted(found, key=len, reverse=True)
 
 
 def format_path(loc: tuple[Any, ...]) -> str:
@@ -399,14 +420,21 @@ def load_config_text(
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
+        env_locs = {loc for loc, _ in env_errors}
         for err in exc.errors(include_url=False):
             loc = _clean_loc(tuple(err["loc"]))
+            if loc in env_locs:
+                continue  # already reported as the unset variable behind it
             problems.append((_line_of(root, loc), f"{format_path(loc)}: {_message(err)}"))
     if problems:
         problems.sort(key=lambda p: p[0] or 0)
-        raise ConfigError(
-            [f"{source}:{line}: {text}" if line else f"{source}: {text}" for line, text in problems]
-        )
+        secrets = _secret_values(data)
+        lines = []
+        for line, problem in problems:
+            for secret in secrets:
+                problem = problem.replace(secret, "<redacted>")  # noqa: PLW2901
+            lines.append(f"{source}:{line}: {problem}" if line else f"{source}: {problem}")
+        raise ConfigError(lines)
     assert config is not None
     return config
 

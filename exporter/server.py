@@ -151,7 +151,9 @@ class HttpServer:
             server_class=server_cls,
             handler_class=_QuietHandler,
         )
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, args=(0.1,), name="http", daemon=True
+        )
 
     @property
     def port(self) -> int:

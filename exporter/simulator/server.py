@@ -409,7 +409,7 @@ class Simulator:
             "dms": _SimHTTPServer((host, dms_port), world, "dms"),
         }
         self.threads = [
-            threading.Thread(target=s.serve_forever, name=f"sim-{k}", daemon=True)
+            threading.Thread(target=s.serve_forever, args=(0.05,), name=f"sim-{k}", daemon=True)
             for k, s in self.servers.items()
         ]
 

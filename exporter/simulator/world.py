@@ -61,9 +61,14 @@ def listener_of(service: str) -> Listener:
     return "dcs" if service == "dcs" else "dms"
 
 
+def to_ms(ts: float) -> float:
+    """The precision the APIs show: the world keeps times exactly as they go on the wire."""
+    return int(ts * 1000) / 1000
+
+
 def format_ts(ts: float) -> str:
-    dt = datetime.fromtimestamp(ts, timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    dt = datetime.fromtimestamp(round(ts, 3), timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{round(dt.microsecond / 1000):03d}Z"
 
 
 @dataclass
@@ -269,7 +274,7 @@ class World:
                 service, project = inst.service, inst.project_id
             else:
                 service, project = "dcs", project_id or "0f5c1a2b3c4d4e5f8a9b0c1d2e3f4a5b"
-            created = now if created_at is None else created_at
+            created = to_ms(now if created_at is None else created_at)
             task = SimTask(
                 id=task_id or self.new_id(),
                 service=service,
@@ -278,7 +283,7 @@ class World:
                 name=name,
                 status=status,
                 created_at=created,
-                updated_at=created if updated_at is None else updated_at,
+                updated_at=created if updated_at is None else to_ms(updated_at),
                 job_id=self.new_id(),
                 raw=dict(raw or {}),
             )
@@ -298,7 +303,7 @@ class World:
         with self.lock:
             task = self.tasks[task_id]
             task.status = status
-            task.updated_at = self.clock() if at is None else at
+            task.updated_at = to_ms(self.clock() if at is None else at)
             if task.service == "dcs":
                 task.error_code = "111400063" if status == "FAILED" else None
             return task
