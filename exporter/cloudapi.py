@@ -39,6 +39,11 @@ THROTTLE_CODES = frozenset({"APIG.0308", "DMS.10240407"})
 MAX_RETRY_AFTER = 120.0
 
 
+def endpoint_key(url: httpx.URL) -> str:
+    """What rate limits and learned dialect quirks are kept per: the endpoint's host and port."""
+    return f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+
+
 class ApiError(Exception):
     """A failed call, with a message safe to log and show (no secrets, no request headers)."""
 
@@ -155,7 +160,7 @@ class CloudClient:
 
     async def get_json(self, target: Target, params: dict[str, str]) -> Any:
         url = httpx.URL(target.url)
-        bucket = self.limiters.for_host(url.host)
+        bucket = self.limiters.for_host(endpoint_key(url))
         last: ApiError | None = None
         for attempt in range(self.settings.retries + 1):
             await bucket.acquire()
@@ -213,7 +218,7 @@ class CloudClient:
         """
         page_size = self.settings.page_size
         window = datetime.fromtimestamp(since, timezone.utc).strftime("%Y%m%d%H%M%S")
-        host = httpx.URL(target.base_url).host
+        host = endpoint_key(httpx.URL(target.base_url))
         if target.dialect == "dcs":
             index_param, window_param, index = "offset", "start_time", 0
         else:

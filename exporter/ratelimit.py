@@ -53,7 +53,7 @@ class TokenBucket:
 
 
 class HostLimiters:
-    """One bucket per endpoint host, created on first use."""
+    """One bucket per endpoint (host and port), created on first use."""
 
     def __init__(self, rate: float, burst: int) -> None:
         self.rate = rate

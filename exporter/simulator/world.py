@@ -372,8 +372,9 @@ class World:
             return
         rng = self._rng_for(instance_id)
         name = rng.choice(TASK_NAMES[inst.service])
-        start = at + rng.uniform(0.1, 1.0)
-        end = at + rng.uniform(c.min_duration, c.max_duration)
+        # Lifecycles only move forward: CREATED, then EXECUTING, then a final status.
+        start = at + rng.uniform(0.05, min(1.0, c.min_duration / 2))
+        end = start + rng.uniform(c.min_duration, c.max_duration)
         roll = rng.random()
         plan: list[tuple[float, str]] = [(start, "EXECUTING")]
         if roll < c.p_stuck:
