@@ -20,7 +20,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -131,7 +131,6 @@ class FetchResult:
     tasks: list[Task]
     requests: int = 0
     pages: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 class CloudClient:
@@ -226,6 +225,7 @@ class CloudClient:
             index = self.dms_first_index.get(host, 0)
         result = FetchResult(tasks=[])
         seen: dict[str, Task] = {}
+        repeats = 0
         while True:
             if result.pages >= self.settings.max_pages:
                 raise ApiError(
@@ -269,7 +269,10 @@ class CloudClient:
             dated = [t.created_at for t in page if t.created_at is not None]
             if dated and min(dated) < since:
                 break  # newest first: everything further on is older still
-            if new == 0 and raw_count >= page_size:
+            # A full page with nothing new happens once on a 1-based server (one task repeats
+            # per page); twice in a row means the server ignores the paging parameter.
+            repeats = repeats + 1 if new == 0 and raw_count >= page_size else 0
+            if repeats >= 2:
                 raise ApiError(
                     "the server returned the same page twice: it does not honour the paging "
                     f"parameter {index_param!r}"

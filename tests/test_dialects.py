@@ -43,13 +43,14 @@ async def _fetch(
     instances: list[dict[str, str]],
     since: float,
     task_center: bool = False,
+    page_size: int = PAGE,
 ) -> tuple[dict[str, list[str]], int]:
     doc = config_doc(
         sim,
         instances,
         task_center=task_center,
         state_path=tmp_path / "s.db",
-        http={"page_size": PAGE},
+        http={"page_size": page_size},
     )
     config = load_config_text(yaml.safe_dump(doc))
     out: dict[str, list[str]] = {}
@@ -138,12 +139,17 @@ def test_dms_tasks_every_start_reading(
 
 @pytest.mark.parametrize("count", [1, 2, 3, 4, 6, 7])
 @pytest.mark.parametrize("start", ["0", "1", "1-strict"])
-def test_dms_page_boundaries(sim: Sim, tmp_path: Path, count: int, start: str) -> None:
+@pytest.mark.parametrize("page_size", [1, 3])
+def test_dms_page_boundaries(
+    sim: Sim, tmp_path: Path, count: int, start: str, page_size: int
+) -> None:
     """Exact multiples of the page size and single leftovers, under each `start` reading."""
     sim.world.options.dms_start = start  # type: ignore[assignment]
     since = time.time() - 3600
     inst_id, expected = _populate(sim, "kafka", inside=count, outside=0, since=since)
-    got, _ = asyncio.run(_fetch(sim, tmp_path, [instance_entry(sim.world, inst_id)], since))
+    got, _ = asyncio.run(
+        _fetch(sim, tmp_path, [instance_entry(sim.world, inst_id)], since, page_size=page_size)
+    )
     assert sorted(next(iter(got.values()))) == sorted(expected)
 
 
