@@ -21,7 +21,7 @@ import logging
 import math
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from exporter.cloudapi import ApiError, CloudClient
@@ -104,7 +104,7 @@ def merge(
                 key = (t.name, t.status)
                 commit.finished[key] = commit.finished.get(key, 0) + 1
                 result.counted += 1
-                duration = t.duration if t.duration is not None else _row_duration(row)
+                duration = row.duration
                 if duration is not None:
                     series = histogram_series_key(
                         target, config.metrics.duration_by_instance, t.name, t.status
@@ -142,12 +142,6 @@ def merge(
     for task_id in [i for i, t in tasks.items() if t.created_at < commit.prune_before]:
         del tasks[task_id]
     return result
-
-
-def _row_duration(row: TaskRow) -> float | None:
-    if not row.created_known or row.updated_at is None:
-        return None
-    return max(0.0, row.updated_at - row.created_at)
 
 
 class Poller:
@@ -341,11 +335,3 @@ class Poller:
 
     def ready(self) -> bool:
         return len(self._attempted) >= len(self.targets)
-
-
-def counters_by_target(snapshots: SnapshotStore) -> Mapping[str, Mapping[tuple[str, str], int]]:
-    """Finished counts as currently served, by target key (used by `--once` and tests)."""
-    return {
-        s.target.key: {(n, st): c for n, st, c in s.summary.finished}
-        for s in snapshots.current.targets
-    }

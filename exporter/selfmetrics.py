@@ -9,9 +9,6 @@ from __future__ import annotations
 import platform
 
 from prometheus_client import (
-    GC_COLLECTOR,
-    PLATFORM_COLLECTOR,
-    PROCESS_COLLECTOR,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -24,8 +21,6 @@ from prometheus_client.process_collector import ProcessCollector
 from exporter import __version__
 
 PREFIX = "huaweicloud_task_"
-
-_ = (GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR)  # the defaults live in REGISTRY only
 
 
 class SelfMetrics:

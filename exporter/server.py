@@ -97,6 +97,8 @@ class App:
                 result = "ok"
             else:
                 result = "failed: " + (ts.last_error or "")
+            if ts.last_attempt is not None:
+                result += f" ({now - ts.last_attempt:.0f}s ago)"
             ago = f"{now - ts.last_success:.0f}s ago" if ts.last_success else "never"
             took = f"{ts.poll_duration:.2f}s" if ts.poll_duration is not None else ""
             cells = [

@@ -11,7 +11,7 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from exporter.state import HistogramDelta, HistogramRow, TaskRow
 from exporter.targets import Target
@@ -68,19 +68,13 @@ def summarize(
         last_status=tuple(sorted((n, t.status) for n, t in newest.items())),
         last_finished=tuple(
             sorted(
-                (n, _duration(t), t.updated_at)
+                (n, t.duration, t.updated_at)
                 for n, t in last_done.items()
                 if t.updated_at is not None
             )
         ),
         oldest_unfinished=tuple(sorted(oldest.items())),
     )
-
-
-def _duration(t: TaskRow) -> float | None:
-    if not t.created_known or t.updated_at is None:
-        return None
-    return max(0.0, t.updated_at - t.created_at)
 
 
 # -- duration histograms ------------------------------------------------------------------
@@ -139,11 +133,6 @@ class ExporterSnapshot:
     poll_interval: float = 60.0
 
 
-@dataclass
-class _HistogramState:
-    rows: dict[str, HistogramRow] = field(default_factory=dict)
-
-
 class SnapshotStore:
     """Holds the current snapshot; writers serialize on a lock, readers never block."""
 
@@ -158,7 +147,7 @@ class SnapshotStore:
         self._by_instance = by_instance
         self._order = {t.key: i for i, t in enumerate(targets)}
         self._targets: dict[str, TargetSnapshot] = {t.key: TargetSnapshot(t) for t in targets}
-        self._hist = _HistogramState()
+        self._hist: dict[str, HistogramRow] = {}
         # Which histogram series belong to configured targets, and under which labels.
         self._series_labels: dict[tuple[str, ...], tuple[str, ...]] = {}
         for t in targets:
@@ -193,7 +182,7 @@ class SnapshotStore:
 
     def load_histograms(self, rows: Iterable[HistogramRow]) -> None:
         with self._lock:
-            self._hist.rows = {r.series: r for r in rows}
+            self._hist = {r.series: r for r in rows}
             self._republish()
 
     def add_histograms(self, deltas: Mapping[str, HistogramDelta]) -> None:
@@ -201,7 +190,7 @@ class SnapshotStore:
         if not deltas:
             return
         with self._lock:
-            rows = dict(self._hist.rows)
+            rows = dict(self._hist)
             for series, d in deltas.items():
                 old = rows.get(series)
                 if old is None:
@@ -213,13 +202,13 @@ class SnapshotStore:
                         old.sum + d.sum,
                         old.count + d.count,
                     )
-            self._hist.rows = rows
+            self._hist = rows
             self._republish()
 
     def _republish(self) -> None:
         mode = "instance" if self._by_instance else "aggregate"
         series: list[HistogramSeries] = []
-        for row in self._hist.rows.values():
+        for row in self._hist.values():
             key = json.loads(row.series)
             if key[0] != mode:
                 continue

@@ -72,6 +72,13 @@ class TaskRow:
     accounted: bool
     missing: int = 0
 
+    @property
+    def duration(self) -> float | None:
+        """`updated_at - created_at`, clamped at 0 (clocks disagree); None when unknown."""
+        if not self.created_known or self.updated_at is None:
+            return None
+        return max(0.0, self.updated_at - self.created_at)
+
 
 @dataclass
 class TargetState:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -19,8 +19,6 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 UNFINISHED_STATUSES = frozenset({"CREATED", "WAITING", "EXECUTING"})
-# Statuses the references list as final; anything else that is not unfinished is final too.
-KNOWN_FINISHED_STATUSES = frozenset({"SUCCESS", "FAILED", "DELETED", "CANCELLED"})
 UNKNOWN_STATUS = "UNKNOWN"
 UNKNOWN_NAME = "unknown"
 
@@ -91,13 +89,6 @@ class Task:
     created_at: float | None
     updated_at: float | None
 
-    @property
-    def duration(self) -> float | None:
-        """`updated_at - created_at`, clamped at 0 for the tasks whose clocks disagree."""
-        if self.created_at is None or self.updated_at is None:
-            return None
-        return max(0.0, self.updated_at - self.created_at)
-
 
 def parse_task(raw: Any) -> Task | None:
     """One task object from a page, or None when it has no usable ID."""
@@ -153,7 +144,3 @@ def parse_page(body: Any) -> tuple[list[Task], int, int | None]:
             continue
         tasks.append(task)
     return tasks, len(raw_tasks), parse_task_count(body.get("task_count"))
-
-
-def newest_first(tasks: Iterable[Task]) -> list[Task]:
-    return sorted(tasks, key=lambda t: (t.created_at or 0.0, t.id), reverse=True)

@@ -61,7 +61,7 @@ def test_landing_health_and_metrics_formats(sim: Sim, tmp_path: Path, exporters:
     for inst_id in ids:
         assert inst_id in page
     assert "(task center)" in page
-    assert page.count(">ok<") == 3
+    assert page.count(">ok (") == 3
 
     assert proc.get("/healthz")[0] == 200
     assert proc.get("/readyz")[0] == 200

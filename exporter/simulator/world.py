@@ -451,20 +451,3 @@ class World:
                 if r.at >= since
                 and (instance_id is None or f"/instances/{instance_id}/" in r.path + "/")
             ]
-
-    def finished_counts(
-        self, after_ids: set[str] | None = None, center: bool = False
-    ) -> dict[tuple[str, str, str], int]:
-        """Ground truth for tests: finished tasks by (instance_id, name, status)."""
-        out: dict[tuple[str, str, str], int] = {}
-        with self.lock:
-            self.advance()
-            for t in self.tasks.values():
-                if t.status in ("CREATED", "WAITING", "EXECUTING"):
-                    continue
-                if after_ids is not None and t.id in after_ids:
-                    continue
-                name = CENTER_NAMES.get(t.name, t.name) if center else t.name
-                key = (t.instance_id or "", name, t.status)
-                out[key] = out.get(key, 0) + 1
-        return out
