@@ -1,0 +1,106 @@
+"""The shipped Prometheus rules: valid, unit-tested alert by alert, documented in the runbook."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+RULES_DIR = ROOT / "deploy" / "prometheus" / "rules"
+TESTS_DIR = ROOT / "deploy" / "prometheus" / "tests"
+RUNBOOK = ROOT / "docs" / "runbook.md"
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    assert path, "promtool not found: run ./scripts/test, which installs Debian's prometheus"
+    return path
+
+
+def rule_files() -> list[Path]:
+    files = sorted(RULES_DIR.glob("*.yml"))
+    assert len(files) == 3
+    return files
+
+
+def alerts() -> list[dict[str, Any]]:
+    found = []
+    for path in rule_files():
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            found += [r for r in group["rules"] if "alert" in r]
+    return found
+
+
+@pytest.mark.parametrize("path", rule_files(), ids=lambda p: p.name)
+def test_promtool_check_rules(path: Path) -> None:
+    run = subprocess.run(
+        [promtool(), "check", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "SUCCESS" in run.stdout
+
+
+def test_promtool_unit_tests_pass() -> None:
+    tests = sorted(TESTS_DIR.glob("*.test.yml"))
+    assert tests
+    run = subprocess.run(
+        [promtool(), "test", "rules", *map(str, tests)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=TESTS_DIR,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_every_alert_is_unit_tested_firing_and_silent() -> None:
+    fired: set[str] = set()
+    silent: set[str] = set()
+    for path in TESTS_DIR.glob("*.test.yml"):
+        for case in yaml.safe_load(path.read_text())["tests"]:
+            for check in case.get("alert_rule_test", []):
+                (fired if check.get("exp_alerts") else silent).add(check["alertname"])
+    names = {a["alert"] for a in alerts()}
+    assert names <= fired, names - fired
+    assert names <= silent, names - silent
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub-style anchors of the headings of a Markdown document."""
+    return {
+        re.sub(r"[^a-z0-9 _-]", "", m.group(1).strip().lower()).replace(" ", "-")
+        for m in re.finditer(r"^#+\s+(.*)$", markdown, re.MULTILINE)
+    }
+
+
+def test_every_alert_has_severity_summary_description_and_a_runbook_section() -> None:
+    anchors = _anchors(RUNBOOK.read_text())
+    for alert in alerts():
+        name = alert["alert"]
+        assert alert["labels"]["severity"] in {"info", "warning", "critical"}, name
+        notes = alert["annotations"]
+        assert notes["summary"], name
+        assert notes["description"], name
+        url = notes["runbook_url"]
+        assert url == f"docs/runbook.md#{name.lower()}", name
+        assert name.lower() in anchors, f"docs/runbook.md has no section {name}"
+
+
+def test_task_alerts_name_instance_task_and_status() -> None:
+    by_name = {a["alert"]: a for a in alerts()}
+    for name in ("HuaweiCloudTaskFailed", "HuaweiCloudTaskStuck"):
+        text = by_name[name]["annotations"]["description"]
+        for label in ("instance_name", "instance_id", "task_name", "project_id", "region"):
+            assert f"$labels.{label}" in text, (name, label)
+    assert "$labels.status" in by_name["HuaweiCloudTaskFailed"]["annotations"]["description"]
+    assert (
+        "CREATED, WAITING or EXECUTING"
+        in by_name["HuaweiCloudTaskStuck"]["annotations"]["description"]
+    )
