@@ -30,7 +30,7 @@ from exporter.selfmetrics import SelfMetrics
 from exporter.snapshot import SnapshotStore, TargetSnapshot, histogram_series_key, summarize
 from exporter.state import HistogramDelta, PollCommit, StateError, StateStore, TargetState, TaskRow
 from exporter.targets import Target
-from exporter.tasks import Task, is_finished, is_unfinished
+from exporter.tasks import ZERO_INITIALIZED_STATUSES, Task, is_finished, is_unfinished
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,10 @@ class Poller:
                     target,
                     last_success=state.last_success,
                     summary=summarize(
-                        state.tasks.values(), state.finished, now - self.config.lookback
+                        state.tasks.values(),
+                        state.finished,
+                        now - self.config.lookback,
+                        ZERO_INITIALIZED_STATUSES[target.dialect],
                     ),
                 )
             )
@@ -217,7 +220,12 @@ class Poller:
             finished = dict(state.finished)
             for key, n in merged.commit.finished.items():
                 finished[key] = finished.get(key, 0) + n
-            summary = summarize(merged.tasks.values(), finished, now - self.config.lookback)
+            summary = summarize(
+                merged.tasks.values(),
+                finished,
+                now - self.config.lookback,
+                ZERO_INITIALIZED_STATUSES[target.dialect],
+            )
             self.snapshots.publish_target(
                 TargetSnapshot(
                     target,

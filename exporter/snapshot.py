@@ -27,6 +27,8 @@ class TaskSummary:
     last_status: tuple[tuple[str, str], ...] = ()
     last_finished: tuple[tuple[str, float | None, float], ...] = ()
     oldest_unfinished: tuple[tuple[str, float], ...] = ()
+    names: tuple[str, ...] = ()  # task names seen within the window
+    zero_statuses: tuple[str, ...] = ()  # statuses whose series start at 0 for those names
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +44,16 @@ class TargetSnapshot:
 
 
 def summarize(
-    tasks: Iterable[TaskRow], finished: Mapping[tuple[str, str], int], since: float
+    tasks: Iterable[TaskRow],
+    finished: Mapping[tuple[str, str], int],
+    since: float,
+    zero_statuses: Sequence[str] = (),
 ) -> TaskSummary:
-    """Gauges over the tasks created at or after `since` (the lookback window)."""
+    """Gauges over the tasks created at or after `since` (the lookback window).
+
+    Counters are completed with zeros: every name seen in the window, in every status of
+    `zero_statuses`, so that the first finish of its kind is an increase from 0.
+    """
     recent: Counter[tuple[str, str]] = Counter()
     newest: dict[str, TaskRow] = {}
     last_done: dict[str, TaskRow] = {}
@@ -62,9 +71,13 @@ def summarize(
                 last_done[t.name] = t
         if is_unfinished(t.status) and (t.name not in oldest or t.created_at < oldest[t.name]):
             oldest[t.name] = t.created_at
+    counts = dict(finished)
+    for name in newest:
+        for status in zero_statuses:
+            counts.setdefault((name, status), 0)
     return TaskSummary(
         recent=tuple(sorted((n, s, c) for (n, s), c in recent.items())),
-        finished=tuple(sorted((n, s, c) for (n, s), c in finished.items())),
+        finished=tuple(sorted((n, s, c) for (n, s), c in counts.items())),
         last_status=tuple(sorted((n, t.status) for n, t in newest.items())),
         last_finished=tuple(
             sorted(
@@ -74,6 +87,8 @@ def summarize(
             )
         ),
         oldest_unfinished=tuple(sorted(oldest.items())),
+        names=tuple(sorted(newest)),
+        zero_statuses=tuple(zero_statuses),
     )
 
 
@@ -152,20 +167,20 @@ class SnapshotStore:
         self._series_labels: dict[tuple[str, ...], tuple[str, ...]] = {}
         for t in targets:
             prefix = (t.service, t.region, t.project_id, t.source)
-            if by_instance:
-                self._series_labels[(*prefix, t.instance_id)] = (
-                    *prefix,
-                    t.instance_id,
-                    t.instance_name,
-                )
-            else:
-                self._series_labels[(*prefix, "")] = prefix
+            self._series_labels[(*prefix, t.instance_id if by_instance else "")] = self._labels_of(
+                t
+            )
         self._base = ExporterSnapshot(
             bucket_bounds=tuple(bucket_bounds),
             histogram_labels=HISTOGRAM_LABELS_BY_INSTANCE if by_instance else HISTOGRAM_LABELS,
             poll_interval=poll_interval,
         )
         self.current = self._base
+
+    def _labels_of(self, t: Target) -> tuple[str, ...]:
+        """The histogram labels (before task_name and status) of a target's observations."""
+        prefix = (t.service, t.region, t.project_id, t.source)
+        return (*prefix, t.instance_id, t.instance_name) if self._by_instance else prefix
 
     def target(self, key: str) -> TargetSnapshot:
         return self._targets[key]
@@ -220,6 +235,17 @@ class SnapshotStore:
             series.append(
                 HistogramSeries((*labels, key[6], key[7]), row.buckets, row.sum, row.count)
             )
+        # Zero series for every task name a configured target has seen, as for the counters.
+        present = {s.labels for s in series}
+        zero = (0,) * (len(self._base.bucket_bounds) + 1)
+        for ts in self._targets.values():
+            labels = self._labels_of(ts.target)
+            for name in ts.summary.names:
+                for status in ts.summary.zero_statuses:
+                    key = (*labels, name, status)
+                    if key not in present:
+                        present.add(key)
+                        series.append(HistogramSeries(key, zero, 0.0, 0))
         series.sort(key=lambda s: s.labels)
         targets = sorted(self._targets.values(), key=lambda s: self._order[s.target.key])
         self.current = replace(self._base, targets=tuple(targets), histograms=tuple(series))

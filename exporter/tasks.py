@@ -20,6 +20,13 @@ log = logging.getLogger(__name__)
 
 UNFINISHED_STATUSES = frozenset({"CREATED", "WAITING", "EXECUTING"})
 UNKNOWN_STATUS = "UNKNOWN"
+# Final statuses whose counter and histogram series start at 0 for every task name seen on a
+# task list, so that rate() and increase() see a task list's first success or failure (a
+# series born at 1 shows no increase). DMS also reports DELETED and CANCELLED.
+ZERO_INITIALIZED_STATUSES = {
+    "dcs": ("SUCCESS", "FAILED"),
+    "dms": ("SUCCESS", "FAILED", "DELETED", "CANCELLED"),
+}
 UNKNOWN_NAME = "unknown"
 
 _TS_RE = re.compile(

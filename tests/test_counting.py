@@ -46,8 +46,26 @@ def test_baseline_transition_and_between_polls(sim: Sim, tmp_path: Path) -> None
 
     # Poll 1: the baseline. Finished tasks show in the gauges but are not counted.
     m = once(cfg)
-    assert m.find(FINISHED) == []
-    assert m.find("huaweicloud_task_duration_seconds_count") == []
+    # Counters exist from the start, at 0, for every task name seen and each final status,
+    # so that the first failure of a name is an increase Prometheus can see.
+    assert m.total(FINISHED) == 0
+    assert m.value(FINISHED, instance_id=r1.id, task_name="EXTEND", status="FAILED") == 0
+    assert m.value(FINISHED, instance_id=r1.id, task_name="EXTEND", status="SUCCESS") == 0
+    assert m.find(FINISHED, instance_id=r1.id, task_name="EXTEND", status="DELETED") == []
+    assert (
+        m.value(FINISHED, instance_id=k1.id, task_name="modifyAutoTopic", status="CANCELLED") == 0
+    )  # DMS also starts DELETED and CANCELLED at 0
+    assert m.total("huaweicloud_task_duration_seconds_count") == 0
+    assert (
+        m.value(
+            "huaweicloud_task_duration_seconds_count",
+            cloud_service="dcs",
+            task_name="EXTEND",
+            status="FAILED",
+            source="instance",
+        )
+        == 0
+    )
     assert (
         m.value(
             "huaweicloud_task_recent_tasks", instance_id=r1.id, task_name="BindEip", status="FAILED"
@@ -205,7 +223,7 @@ def test_unknown_and_missing_statuses(sim: Sim, tmp_path: Path) -> None:
     m = once(cfg)
     # An unknown final status is exported upper-cased and counted; a missing one is not.
     assert m.value(FINISHED, task_name="kafkaConfigModify", status="ROLLED_BACK") == 1
-    assert m.find(FINISHED, task_name="modifyAutoTopic") == []
+    assert m.total(FINISHED, task_name="modifyAutoTopic") == 0
     assert (
         m.value("huaweicloud_task_recent_tasks", task_name="modifyAutoTopic", status="UNKNOWN") == 1
     )
@@ -326,7 +344,7 @@ def test_vanished_unfinished_task_is_forgotten_after_three_polls(sim: Sim, tmp_p
         assert m.find("huaweicloud_task_oldest_unfinished_start_timestamp_seconds")
     m = once(cfg)
     assert m.find("huaweicloud_task_oldest_unfinished_start_timestamp_seconds") == []
-    assert m.find(FINISHED) == []
+    assert m.total(FINISHED) == 0
 
 
 def test_removed_target_series_disappear(sim: Sim, tmp_path: Path) -> None:

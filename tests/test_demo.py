@@ -28,8 +28,10 @@ CONTRACT = {
 
 
 def _complete(m: Metrics) -> bool:
-    return all(m.find(name) for name in CONTRACT) and bool(
-        m.find("huaweicloud_task_finished_total", status="FAILED")
+    return (
+        all(m.find(name) for name in CONTRACT)
+        and m.total("huaweicloud_task_finished_total", status="FAILED") > 0
+        and m.total("huaweicloud_task_duration_seconds_count") > 0
     )
 
 
