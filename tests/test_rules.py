@@ -26,7 +26,7 @@ def promtool() -> str:
 
 def rule_files() -> list[Path]:
     files = sorted(RULES_DIR.glob("*.yml"))
-    assert len(files) == 3
+    assert len(files) == 2
     return files
 
 
