@@ -37,6 +37,9 @@ class Exporter:
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=False)
         self.metrics = SelfMetrics(self.registry)
+        for target in self.targets:
+            # Present at 0 from the start: a healthy exporter shows "no throttling", not nothing.
+            self.metrics.api_throttled.labels(target.service, target.region)
         self.snapshots = SnapshotStore(
             self.targets,
             config.metrics.duration_buckets,
