@@ -48,15 +48,15 @@ def _free_port() -> int:
 
 
 class Prometheus:
-    def __init__(self, workdir: Path, exporter_port: int) -> None:
+    def __init__(self, workdir: Path, exporter_port: int, extend_threshold: int | None) -> None:
         binary = shutil.which("prometheus")
         assert binary, "prometheus not found: run ./scripts/test (installs Debian's prometheus)"
         self.port = _free_port()
-        # The shipped rules, and the shipped thresholds with EXTEND lowered for a short test.
+        # The shipped rules, and the shipped thresholds (EXTEND lowered for a short test).
         thresholds = yaml.safe_load((RULES / "huaweicloud-task.stuck-thresholds.yml").read_text())
         for rule in thresholds["groups"][0]["rules"]:
-            if rule.get("labels", {}).get("task_name") == "EXTEND":
-                rule["expr"] = f"vector({STUCK_THRESHOLD})"
+            if extend_threshold and rule.get("labels", {}).get("task_name") == "EXTEND":
+                rule["expr"] = f"vector({extend_threshold})"
         (workdir / "thresholds.yml").write_text(yaml.safe_dump(thresholds))
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -131,13 +131,13 @@ class Prometheus:
 
 
 @pytest.fixture
-def prometheus_factory(tmp_path: Path) -> Iterator[Callable[[int], Prometheus]]:
+def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
     started: list[Prometheus] = []
 
-    def start(port: int) -> Prometheus:
+    def start(port: int, extend_threshold: int | None = STUCK_THRESHOLD) -> Prometheus:
         workdir = tmp_path / "prometheus"
         workdir.mkdir()
-        prom = Prometheus(workdir, port)
+        prom = Prometheus(workdir, port, extend_threshold)
         started.append(prom)
         return prom
 
@@ -160,7 +160,7 @@ def test_alerts_fire_and_every_dashboard_query_returns_data(
     sim: Sim,
     tmp_path: Path,
     exporters: Start,
-    prometheus_factory: Callable[[int], Prometheus],
+    prometheus_factory: Callable[..., Prometheus],
 ) -> None:
     w = sim.world
     now = time.time()
@@ -247,3 +247,25 @@ def test_alerts_fire_and_every_dashboard_query_returns_data(
                 problems.append(f"{path.name} / {title}: no data: {query}")
     assert checked >= 20
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_demo_with_the_shipped_rules_fires_what_the_quickstart_promises(
+    prometheus_factory: Callable[..., Prometheus],
+) -> None:
+    """The README's quickstart: the demo's scripted failure and its stuck EXTEND page."""
+    demo = ExporterProcess(["--demo"]).start()
+    try:
+        assert demo.port is not None
+        prom = prometheus_factory(demo.port, extend_threshold=None)  # thresholds as shipped
+        _wait(lambda: bool(prom.firing("HuaweiCloudTaskFailed")), 40, "the demo's failure")
+        _wait(lambda: bool(prom.firing("HuaweiCloudTaskStuck")), 20, "the demo's stuck task")
+        failed = {
+            (a["instance_name"], a["task_name"]) for a in prom.firing("HuaweiCloudTaskFailed")
+        }
+        assert ("events", "kafkaConfigModify") in failed
+        stuck = {(a["instance_name"], a["task_name"]) for a in prom.firing("HuaweiCloudTaskStuck")}
+        assert ("redis-prod", "EXTEND") in stuck
+        assert prom.firing("HuaweiCloudTaskTargetDown") == []
+    finally:
+        demo.stop()
