@@ -1,10 +1,14 @@
-"""Wires config → poller → state → snapshot → collector → HTTP together, and runs them."""
+"""Wires config → sources → poller → state → snapshot → collector → HTTP, and runs them."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import ssl
+import time
+from collections.abc import AsyncIterator
 
 import httpx
 from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
@@ -18,10 +22,12 @@ from exporter.poller import Poller
 from exporter.selfmetrics import SelfMetrics
 from exporter.server import App, HttpServer
 from exporter.snapshot import SnapshotStore
+from exporter.sources import ProviderCache, Source, all_targets, build_sources
 from exporter.state import StateStore
-from exporter.targets import build_targets
 
 log = logging.getLogger(__name__)
+
+METADATA_TIMEOUT = 5.0
 
 
 class Exporter:
@@ -29,7 +35,6 @@ class Exporter:
         for secret in config.secrets():
             register_secret(secret)
         self.config = config
-        self.targets = build_targets(config)
         self.store = StateStore(config.state_path, config.metrics.duration_buckets)
         if self.store.buckets_changed:
             log.warning("metrics.duration_buckets changed: the duration histograms start again")
@@ -37,41 +42,103 @@ class Exporter:
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=False)
         self.metrics = SelfMetrics(self.registry)
-        for target in self.targets:
-            # Present at 0 from the start: a healthy exporter shows "no throttling", not nothing.
-            self.metrics.api_throttled.labels(target.service, target.region)
         self.snapshots = SnapshotStore(
-            self.targets,
             config.metrics.duration_buckets,
             config.metrics.duration_by_instance,
             config.poll_interval,
         )
         self.registry.register(TaskCollector(self.snapshots))
+        if not config.http.tls_verify:
+            log.warning(
+                "TLS verification is off (http.tls_verify: false): the exporter "
+                "cannot tell the real cloud endpoints from impostors"
+            )
 
-    def _http_client(self) -> httpx.AsyncClient:
+    def _verify(self) -> ssl.SSLContext | bool:
+        settings = self.config.http
+        if not settings.tls_verify:
+            return False
+        if settings.ca_file is not None:
+            return ssl.create_default_context(cafile=str(settings.ca_file))
+        return True
+
+    @contextlib.asynccontextmanager
+    async def _running(self) -> AsyncIterator[tuple[Poller, list[Source]]]:
+        """HTTP clients, credential providers, sources and the poller, for one run."""
+        settings = self.config.http
         limits = httpx.Limits(
-            max_connections=self.config.http.max_concurrency * 2,
-            max_keepalive_connections=self.config.http.max_concurrency,
+            max_connections=settings.max_concurrency * 2,
+            max_keepalive_connections=settings.max_concurrency,
         )
-        return httpx.AsyncClient(
-            limits=limits,
-            headers={"User-Agent": f"huaweicloud-task-exporter/{__version__}"},
-            follow_redirects=False,
+        async with (
+            httpx.AsyncClient(
+                limits=limits,
+                headers={"User-Agent": f"huaweicloud-task-exporter/{__version__}"},
+                follow_redirects=False,
+                verify=self._verify(),
+                proxy=settings.proxy,
+                timeout=settings.timeout,
+            ) as http,
+            # The metadata service is link-local: never through a proxy.
+            httpx.AsyncClient(trust_env=False, timeout=METADATA_TIMEOUT) as metadata_http,
+        ):
+            client = CloudClient(http, settings, self.metrics)
+            sources = build_sources(self.config, ProviderCache(http, metadata_http), client)
+            poller = Poller(self.config, self.store, client, self.snapshots, self.metrics)
+            poller.restore()
+            # Sources that need nothing from the cloud (project ID given, no discovery) give
+            # their task lists at once; the others after their first refresh.
+            self._apply(poller, sources)
+            for source in sources:
+                for service in sorted(source.services):
+                    if service in {"dcs", "kafka", "rabbitmq", "rocketmq"}:
+                        # Present at 0 from the start: healthy means "no throttling".
+                        self.metrics.api_throttled.labels(service, source.region)
+            yield poller, sources
+
+    def _apply(self, poller: Poller, sources: list[Source]) -> None:
+        poller.set_targets(all_targets(sources))
+        self.snapshots.publish_discovery(
+            [i for s in sources for i in s.instance_infos()],
+            [h for s in sources for h in s.discovery_health()],
         )
 
-    def _poller(self, http: httpx.AsyncClient) -> Poller:
-        client = CloudClient(http, self.config.http, self.metrics)
-        poller = Poller(self.config, self.targets, self.store, client, self.snapshots, self.metrics)
-        poller.restore()
-        return poller
+    @staticmethod
+    def _needs_refresh(source: Source) -> bool:
+        return source.project_id is None or source.config.discover is not None
+
+    async def _refresh_all(self, poller: Poller, sources: list[Source]) -> None:
+        await asyncio.gather(*(s.refresh() for s in sources if self._needs_refresh(s)))
+        self._apply(poller, sources)
 
     async def once(self) -> bool:
-        """Poll every target once; True when all polls succeeded."""
-        async with self._http_client() as http:
-            return await self._poller(http).poll_all_once()
+        """Read the sources, poll every target once; True when everything succeeded."""
+        async with self._running() as (poller, sources):
+            await self._refresh_all(poller, sources)
+            ok = await poller.poll_all_once()
+            healthy = all(h.up for s in sources for h in s.discovery_health())
+            return ok and healthy
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+    async def _source_loop(
+        self, source: Source, poller: Poller, sources: list[Source], stop: asyncio.Event
+    ) -> None:
+        """Refresh a source: until its project is known, then every discovery interval."""
+        while not stop.is_set():
+            if source.project_id is None:
+                delay = self.config.poll_interval
+            elif source.config.discover is not None:
+                delay = source.config.discover.interval
+            else:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+                return
+            await source.refresh()
+            poller.last_activity = time.monotonic()
+            self._apply(poller, sources)
 
     async def serve(self, listen_address: str) -> None:
         """Serve until SIGTERM or SIGINT; polls in flight are cancelled (nothing half-counted)."""
@@ -79,8 +146,7 @@ class Exporter:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        async with self._http_client() as http:
-            poller = self._poller(http)
+        async with self._running() as (poller, sources):
             server = HttpServer(
                 App(self.registry, self.snapshots, poller.healthy, poller.ready),
                 listen_address,
@@ -92,14 +158,32 @@ class Exporter:
                     "fields": {
                         "address": listen_address,
                         "port": server.port,
-                        "targets": len(self.targets),
+                        "sources": len(sources),
                         "poll_interval": self.config.poll_interval,
                     }
                 },
             )
+            run = asyncio.create_task(poller.run(stop))
+            tasks: list[asyncio.Task[None]] = []
             try:
-                await poller.run(stop)
+                if any(self._needs_refresh(s) for s in sources):
+                    poller.sources_ready = False
+                    first = asyncio.create_task(self._refresh_all(poller, sources))
+                    stopping = asyncio.create_task(stop.wait())
+                    await asyncio.wait({first, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    first.cancel()
+                    stopping.cancel()
+                    poller.sources_ready = True
+                tasks = [
+                    asyncio.create_task(self._source_loop(s, poller, sources, stop))
+                    for s in sources
+                ]
+                await run
             finally:
+                stop.set()
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(run, *tasks, return_exceptions=True)
                 server.stop()
         log.info("stopped")
 

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from exporter.config import HttpSettings
+from exporter.credentials import CredentialError, CredentialProvider
 from exporter.logs import scrub
 from exporter.ratelimit import HostLimiters
 from exporter.selfmetrics import SelfMetrics
@@ -158,28 +159,45 @@ class CloudClient:
         return base * (0.5 + self._rng.random() / 2)
 
     async def get_json(self, target: Target, params: dict[str, str]) -> Any:
-        url = httpx.URL(target.url)
+        return await self.request_json(
+            target.url, params, target.credentials, target.service, target.region
+        )
+
+    async def request_json(
+        self,
+        url_text: str,
+        params: dict[str, str],
+        credentials: CredentialProvider,
+        service: str,
+        region: str,
+    ) -> Any:
+        """GET a JSON document: paced per endpoint, retried, and counted by status code."""
+        url = httpx.URL(url_text)
         bucket = self.limiters.for_host(endpoint_key(url))
         last: ApiError | None = None
-        for attempt in range(self.settings.retries + 1):
+        refreshed = False
+        attempt = 0
+        while True:
+            try:
+                auth = await credentials.auth()
+            except CredentialError as exc:
+                raise ApiError(f"credentials: {exc}") from None
             await bucket.acquire()
             started = time.monotonic()
             try:
                 response = await self.http.get(
-                    url, params=params, auth=target.auth, timeout=self.settings.timeout
+                    url, params=params, auth=auth, timeout=self.settings.timeout
                 )
             except httpx.TimeoutException:
                 last = ApiError(f"no answer within {self.settings.timeout:g}s", retryable=True)
-                self.metrics.api_requests.labels(target.service, target.region, "error").inc()
+                self.metrics.api_requests.labels(service, region, "error").inc()
             except httpx.TransportError as exc:
                 kind = type(exc).__name__
                 last = ApiError(f"connection failed ({kind}: {exc})", retryable=True)
-                self.metrics.api_requests.labels(target.service, target.region, "error").inc()
+                self.metrics.api_requests.labels(service, region, "error").inc()
             else:
-                self.metrics.api_requests.labels(
-                    target.service, target.region, str(response.status_code)
-                ).inc()
-                self.metrics.api_request_duration.labels(target.service, target.region).observe(
+                self.metrics.api_requests.labels(service, region, str(response.status_code)).inc()
+                self.metrics.api_request_duration.labels(service, region).observe(
                     time.monotonic() - started
                 )
                 if response.is_success:
@@ -190,10 +208,16 @@ class CloudClient:
                 else:
                     last = classify(response)
                     if last.throttled:
-                        self.metrics.api_throttled.labels(target.service, target.region).inc()
-            if not last.retryable or attempt == self.settings.retries:
+                        self.metrics.api_throttled.labels(service, region).inc()
+                    if response.status_code == 401 and credentials.renewable and not refreshed:
+                        # Expired temporary keys or token: renew them and try once more.
+                        credentials.invalidate()
+                        refreshed = True
+                        continue
+            if not last.retryable or attempt >= self.settings.retries:
                 break
             delay = self._backoff(attempt)
+            attempt += 1
             if last.retry_after is not None:
                 if last.retry_after > MAX_RETRY_AFTER:
                     break
@@ -201,9 +225,7 @@ class CloudClient:
                 bucket.pause_until(time.monotonic() + last.retry_after)
             log.debug(
                 "retrying",
-                extra={
-                    "fields": {"target": target.key, "error": str(last), "delay": round(delay, 3)}
-                },
+                extra={"fields": {"url": url.path, "error": str(last), "delay": round(delay, 3)}},
             )
             await self._sleep(delay)
         assert last is not None

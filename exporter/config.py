@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -18,14 +19,23 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    PrivateAttr,
     SecretStr,
+    Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-SERVICES = ("dcs", "kafka", "rabbitmq", "rocketmq")
+SERVICES: tuple[Literal["dcs", "kafka", "rabbitmq", "rocketmq"], ...] = (
+    "dcs",
+    "kafka",
+    "rabbitmq",
+    "rocketmq",
+)
 SECRET_FIELDS = frozenset({"secret_key", "security_token", "password", "access_key"})
 
 _DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h|d|w))+$")
@@ -75,28 +85,31 @@ def _read_secret_file(path: Path) -> str:
     return text
 
 
-class Credentials(StrictModel):
+class _SecretFiles(StrictModel):
+    @field_validator("*", mode="after")
+    @classmethod
+    def _file_readable(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name and info.field_name.endswith("_file") and value is not None:
+            _read_secret_file(value)
+        return value
+
+
+class AkSkCredentials(_SecretFiles):
     """An access key pair (optionally temporary, with a security token).
 
     Secrets may sit in the file itself (usually as `${VAR}`) or in files of their own, the
     way Kubernetes and Docker mount secrets.
     """
 
+    source: Literal["aksk"] = "aksk"
     access_key: str = Field(min_length=1)
     secret_key: SecretStr | None = None
     secret_key_file: Path | None = None
     security_token: SecretStr | None = None
     security_token_file: Path | None = None
 
-    @field_validator("secret_key_file", "security_token_file")
-    @classmethod
-    def _file_readable(cls, value: Path | None) -> Path | None:
-        if value is not None:
-            _read_secret_file(value)
-        return value
-
     @model_validator(mode="after")
-    def _one_secret(self) -> Credentials:
+    def _one_secret(self) -> AkSkCredentials:
         if (self.secret_key is None) == (self.secret_key_file is None):
             raise ValueError("set exactly one of secret_key and secret_key_file")
         if self.secret_key is not None and not self.secret_key.get_secret_value():
@@ -119,6 +132,96 @@ class Credentials(StrictModel):
         return None
 
 
+ENV_AK = "HUAWEICLOUD_SDK_AK"
+ENV_SK = "HUAWEICLOUD_SDK_SK"
+ENV_TOKEN = "HUAWEICLOUD_SDK_SECURITY_TOKEN"  # noqa: S105 - a variable name
+
+
+class EnvCredentials(StrictModel):
+    """An access key pair from the environment, the variables the official SDKs read."""
+
+    source: Literal["env"] = "env"
+    _keys: tuple[str, str, str | None] = PrivateAttr(default=("", "", None))
+
+    @model_validator(mode="after")
+    def _read_env(self, info: ValidationInfo) -> EnvCredentials:
+        env: Mapping[str, str] = (info.context or {}).get("env", os.environ)
+        missing = [name for name in (ENV_AK, ENV_SK) if not env.get(name)]
+        if missing:
+            raise ValueError(f"environment variable {' and '.join(missing)} not set")
+        self._keys = (env[ENV_AK], env[ENV_SK], env.get(ENV_TOKEN) or None)
+        return self
+
+    @property
+    def access_key(self) -> str:
+        return self._keys[0]
+
+    def secret(self) -> str:
+        return self._keys[1]
+
+    def token(self) -> str | None:
+        return self._keys[2]
+
+
+class MetadataCredentials(StrictModel):
+    """Temporary keys of the agency attached to this ECS (or CCE node), renewed by themselves."""
+
+    source: Literal["metadata"]
+    url: str = "http://169.254.169.254"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        checked = _check_url(value)
+        assert checked is not None
+        return checked
+
+
+class PasswordCredentials(_SecretFiles):
+    """An IAM user's password, exchanged for an X-Auth-Token scoped to the target's project."""
+
+    source: Literal["password"]
+    user: str = Field(min_length=1)
+    domain: str = Field(min_length=1)
+    password: SecretStr | None = None
+    password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_password(self) -> PasswordCredentials:
+        if (self.password is None) == (self.password_file is None):
+            raise ValueError("set exactly one of password and password_file")
+        return self
+
+    def secret(self) -> str:
+        if self.password_file is not None:
+            return _read_secret_file(self.password_file)
+        assert self.password is not None
+        return self.password.get_secret_value()
+
+
+CREDENTIAL_SOURCES = ("aksk", "env", "metadata", "password")
+
+
+def _credential_source(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return str(value.get("source", "aksk"))
+    return str(getattr(value, "source", "aksk"))
+
+
+Credentials = Annotated[
+    Annotated[AkSkCredentials, Tag("aksk")]
+    | Annotated[EnvCredentials, Tag("env")]
+    | Annotated[MetadataCredentials, Tag("metadata")]
+    | Annotated[PasswordCredentials, Tag("password")],
+    Discriminator(
+        _credential_source,
+        custom_error_type="credential_source",
+        custom_error_message="source must be one of aksk, env, metadata, password",
+    ),
+]
+AnyCredentials = AkSkCredentials | EnvCredentials | MetadataCredentials | PasswordCredentials
+
+
 def _check_url(value: str | None) -> str | None:
     if value is None:
         return None
@@ -130,15 +233,66 @@ def _check_url(value: str | None) -> str | None:
 class Endpoints(StrictModel):
     dcs: str | None = None
     dms: str | None = None
+    iam: str | None = None
 
-    _urls = field_validator("dcs", "dms")(_check_url)
+    _urls = field_validator("dcs", "dms", "iam")(_check_url)
+
+
+# The domain of each cloud's service endpoints: https://{service}.{region}.{domain}
+CLOUD_DOMAINS = {
+    "huaweicloud": "myhuaweicloud.com",
+    "huaweicloud-eu": "myhuaweicloud.eu",
+    "opentelekomcloud": "otc.t-systems.com",
+}
+Cloud = Literal["huaweicloud", "huaweicloud-eu", "opentelekomcloud"]
+Service = Literal["dcs", "kafka", "rabbitmq", "rocketmq"]
+
+
+class DiscoverConfig(StrictModel):
+    """Find the instances to poll through the list-instances APIs, again every `interval`."""
+
+    services: list[Service] = Field(default=list(SERVICES), min_length=1)
+    interval: Duration = 600.0
+    name_regex: str | None = None
+    exclude_name_regex: str | None = None
+    statuses: list[str] = []
+    tags: dict[str, str] = {}
+    exclude_tags: dict[str, str] = {}
+
+    @field_validator("name_regex", "exclude_name_regex")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
+
+    @field_validator("services")
+    @classmethod
+    def _unique(cls, value: list[Service]) -> list[Service]:
+        if len(set(value)) != len(value):
+            raise ValueError("a service is listed twice")
+        return value
+
+    @field_validator("statuses")
+    @classmethod
+    def _upper(cls, value: list[str]) -> list[str]:
+        return [v.upper() for v in value]
+
+    @model_validator(mode="after")
+    def _interval(self) -> DiscoverConfig:
+        if self.interval < 1:
+            raise ValueError("interval must be at least 1s")
+        return self
 
 
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 class InstanceConfig(StrictModel):
-    service: Literal["dcs", "kafka", "rabbitmq", "rocketmq"]
+    service: Service
     id: str = Field(pattern=_ID_PATTERN, max_length=128)
     name: str = Field(default="", max_length=256)
 
@@ -147,16 +301,20 @@ class TargetConfig(StrictModel):
     """One region and project, with the instances to poll there."""
 
     region: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
-    project_id: str = Field(pattern=_ID_PATTERN, max_length=128)
+    project_id: str | None = Field(default=None, pattern=_ID_PATTERN, max_length=128)
+    cloud: Cloud = "huaweicloud"
     endpoints: Endpoints = Endpoints()
     task_center: bool = False
     credentials: Credentials | None = None
     instances: list[InstanceConfig] = []
+    discover: DiscoverConfig | None = None
 
     @model_validator(mode="after")
     def _something_to_poll(self) -> TargetConfig:
-        if not self.instances and not self.task_center:
-            raise ValueError("nothing to poll: list instances or set task_center: true")
+        if not self.instances and not self.task_center and self.discover is None:
+            raise ValueError(
+                "nothing to poll: list instances, set task_center: true, or discover instances"
+            )
         seen: set[str] = set()
         for inst in self.instances:
             if inst.id in seen:
@@ -164,9 +322,10 @@ class TargetConfig(StrictModel):
             seen.add(inst.id)
         return self
 
-    def endpoint(self, dialect: Literal["dcs", "dms"]) -> str:
-        override = self.endpoints.dcs if dialect == "dcs" else self.endpoints.dms
-        return override or f"https://{dialect}.{self.region}.myhuaweicloud.com"
+    def endpoint(self, kind: Literal["dcs", "dms", "iam"]) -> str:
+        """The endpoint of a service: the configured one, else the cloud's for the region."""
+        override = getattr(self.endpoints, kind)
+        return override or f"https://{kind}.{self.region}.{CLOUD_DOMAINS[self.cloud]}"
 
 
 DEFAULT_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
@@ -182,9 +341,32 @@ class HttpSettings(StrictModel):
     burst: int = Field(default=10, ge=1, le=1000)
     page_size: int = Field(default=100, ge=1, le=100)
     max_pages: int = Field(default=100, ge=1, le=10000)
+    proxy: str | None = None
+    ca_file: Path | None = None
+    tls_verify: bool = True
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(https?|socks5h?)://[^/\s]+/?$", value):
+            raise ValueError("must be a proxy URL such as http://proxy.example.com:3128")
+        return value
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                ssl.create_default_context(cafile=str(value))
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(
+                    f"cannot load CA certificates from {str(value)!r}: {exc}"
+                ) from None
+        return value
 
     @model_validator(mode="after")
     def _positive(self) -> HttpSettings:
+
         if self.timeout <= 0:
             raise ValueError("timeout must be above 0")
         if self.backoff_max < self.backoff_initial:
@@ -225,14 +407,10 @@ class Config(StrictModel):
             raise ValueError("catchup_max must be at least poll_interval")
         owners: dict[tuple[str, str, str], int] = {}
         for i, target in enumerate(self.targets):
-            if target.credentials is None and self.credentials is None:
-                raise ValueError(
-                    f"targets[{i}] has no credentials: set credentials at the top level "
-                    "or on the target"
-                )
-            keys = [(target.region, target.project_id, inst.id) for inst in target.instances]
+            project = target.project_id or f"(resolved for {target.region})"
+            keys = [(target.region, project, inst.id) for inst in target.instances]
             if target.task_center:
-                keys.append((target.region, target.project_id, "task center"))
+                keys.append((target.region, project, "task center"))
             for key in keys:
                 if key in owners and owners[key] != i:
                     raise ValueError(
@@ -247,21 +425,37 @@ class Config(StrictModel):
         """How long task IDs are remembered: as far back as any poll may ever read."""
         return max(self.lookback, self.catchup_max)
 
-    def credentials_for(self, target: TargetConfig) -> Credentials:
-        creds = target.credentials or self.credentials
+    _env_default: EnvCredentials | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _default_credentials(self, info: ValidationInfo) -> Config:
+        """Without credentials in the file, take them from the environment, as the SDKs do."""
+        if self.credentials is None and any(t.credentials is None for t in self.targets):
+            try:
+                self._env_default = EnvCredentials.model_validate({}, context=info.context)
+            except ValidationError:
+                raise ValueError(
+                    "no credentials: set credentials (at the top level or on each target), "
+                    f"or the environment variables {ENV_AK} and {ENV_SK}"
+                ) from None
+        return self
+
+    def credentials_for(self, target: TargetConfig) -> AnyCredentials:
+        creds = target.credentials or self.credentials or self._env_default
         assert creds is not None  # guaranteed by validation
         return creds
 
     def secrets(self) -> list[str]:
-        """Every secret value, so that logging can scrub them as a last line of defence."""
+        """Every secret value known at start, so that logging can scrub them everywhere."""
         found: list[str] = []
-        for creds in [self.credentials, *(t.credentials for t in self.targets)]:
-            if creds is None:
-                continue
-            found.append(creds.secret())
-            token = creds.token()
-            if token:
-                found.append(token)
+        for creds in [self.credentials, self._env_default, *(t.credentials for t in self.targets)]:
+            if isinstance(creds, AkSkCredentials | EnvCredentials):
+                found.append(creds.secret())
+                token = creds.token()
+                if token:
+                    found.append(token)
+            elif isinstance(creds, PasswordCredentials):
+                found.append(creds.secret())
         return found
 
 
@@ -388,10 +582,15 @@ def _message(err: Mapping[str, Any]) -> str:
 
 
 def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Drop pydantic's internal loc parts (union branch names, validator tags)."""
-    return tuple(
-        p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))
-    )
+    """Drop pydantic's internal loc parts (union branch names and tags, validator tags)."""
+    out: list[Any] = []
+    for part in loc:
+        if isinstance(part, str) and ("[" in part or part.startswith("function-")):
+            continue
+        if part in CREDENTIAL_SOURCES and out and out[-1] == "credentials":
+            continue
+        out.append(part)
+    return tuple(out)
 
 
 def load_config_text(
@@ -418,7 +617,7 @@ def load_config_text(
     ]
     config: Config | None = None
     try:
-        config = Config.model_validate(data)
+        config = Config.model_validate(data, context={"env": env})
     except ValidationError as exc:
         env_locs = {loc for loc, _ in env_errors}
         for err in exc.errors(include_url=False):

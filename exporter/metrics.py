@@ -132,6 +132,35 @@ class TaskCollector(Collector):
                 buckets.append((bound, cumulative))
             durations.add_metric(list(h.labels), buckets, h.sum)
 
+        info = GaugeMetricFamily(
+            PREFIX + "instance_info",
+            "Always 1: an instance found by discovery, with its engine, engine version and "
+            "status as the list-instances API gives them.",
+            labels=(*TARGET_LABELS, "engine", "engine_version", "instance_status"),
+        )
+        for i in snap.instances:
+            info.add_metric(
+                [
+                    i.service,
+                    i.region,
+                    i.project_id,
+                    i.instance_id,
+                    i.name,
+                    i.engine,
+                    i.engine_version,
+                    i.status,
+                ],
+                1,
+            )
+        discovery = GaugeMetricFamily(
+            PREFIX + "discovery_up",
+            "1 when the last listing of a service's instances (discovery) succeeded, 0 when it "
+            "failed; project_id is empty while the project ID cannot be resolved.",
+            labels=("cloud_service", "region", "project_id"),
+        )
+        for d in snap.discovery:
+            discovery.add_metric([d.service, d.region, d.project_id], 1 if d.up else 0)
+
         yield from (
             recent,
             finished,
@@ -143,4 +172,6 @@ class TaskCollector(Collector):
             up,
             last_success,
             poll_duration,
+            info,
+            discovery,
         )

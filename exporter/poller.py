@@ -148,7 +148,6 @@ class Poller:
     def __init__(
         self,
         config: Config,
-        targets: Sequence[Target],
         store: StateStore,
         client: CloudClient,
         snapshots: SnapshotStore,
@@ -156,7 +155,7 @@ class Poller:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self.targets = list(targets)
+        self.targets: dict[str, Target] = {}
         self.store = store
         self.client = client
         self.snapshots = snapshots
@@ -165,32 +164,76 @@ class Poller:
         self.sem = asyncio.Semaphore(config.http.max_concurrency)
         self.started_monotonic = time.monotonic()
         self.last_poll_finished: float | None = None  # monotonic
+        self.last_activity: float | None = None  # monotonic: a poll or a source refresh
+        self.sources_ready = True  # the app sets it False until the first source refresh
         self._attempted: set[str] = set()
+        self._loops: dict[str, asyncio.Task[None]] = {}
+        self._stop: asyncio.Event | None = None
 
     # -- start-up -----------------------------------------------------------------------
 
     def restore(self) -> None:
-        """Serve what the state file knows until the first polls finish.
+        """Load the stored histograms (per-target state is loaded as targets arrive)."""
+        self.snapshots.load_histograms(self.store.load_histograms())
+
+    def _restore(self, target: Target) -> None:
+        """Serve what the state file knows of a target until its first poll finishes.
 
         Counters must not drop to zero at a restart; `up` stays absent until a poll says.
         """
-        now = self.clock()
-        self.snapshots.load_histograms(self.store.load_histograms())
-        for target in self.targets:
-            state = self.store.load_target(target.key)
-            if state.watermark is None:
-                continue
-            self.snapshots.publish_target(
-                TargetSnapshot(
-                    target,
-                    last_success=state.last_success,
-                    summary=summarize(
-                        state.tasks.values(),
-                        state.finished,
-                        now - self.config.lookback,
-                        ZERO_INITIALIZED_STATUSES[target.dialect],
-                    ),
-                )
+        state = self.store.load_target(target.key)
+        if state.watermark is None:
+            return
+        self.snapshots.publish_target(
+            TargetSnapshot(
+                target,
+                last_success=state.last_success,
+                summary=summarize(
+                    state.tasks.values(),
+                    state.finished,
+                    self.clock() - self.config.lookback,
+                    ZERO_INITIALIZED_STATUSES[target.dialect],
+                ),
+            )
+        )
+
+    def set_targets(self, targets: Sequence[Target]) -> None:
+        """Make `targets` the task lists to poll: start the new ones, stop the gone ones.
+
+        New targets (all of them at start, or those a discovery found) are spread evenly over
+        one interval from now; a stopped target's poll in flight is cancelled, which commits
+        nothing, and its series disappear.
+        """
+        wanted = {t.key: t for t in targets}
+        added = [t for k, t in wanted.items() if k not in self.targets]
+        removed = [k for k in self.targets if k not in wanted]
+        self.targets = wanted
+        self.snapshots.set_targets(targets)
+        for target in added:
+            self._restore(target)
+        if added or removed:
+            log.info(
+                "task lists changed",
+                extra={
+                    "fields": {"added": len(added), "removed": len(removed), "total": len(wanted)}
+                },
+            )
+        if self._stop is None:
+            return
+        for key in removed:
+            loop = self._loops.pop(key, None)
+            if loop is not None:
+                loop.cancel()
+        self._start_loops(added)
+
+    def _start_loops(self, targets: Sequence[Target]) -> None:
+        assert self._stop is not None
+        interval = self.config.poll_interval
+        start = time.monotonic()
+        n = max(1, len(targets))
+        for i, target in enumerate(targets):
+            self._loops[target.key] = asyncio.create_task(
+                self._loop(target.key, start + interval * i / n, interval, self._stop)
             )
 
     # -- one poll -----------------------------------------------------------------------
@@ -265,7 +308,7 @@ class Poller:
             )
             error = f"internal error: {type(exc).__name__}"
         finally:
-            self.last_poll_finished = time.monotonic()
+            self.last_poll_finished = self.last_activity = time.monotonic()
             self._attempted.add(target.key)
         log.warning("poll failed", extra={"fields": {"target": target.key, "error": error}})
         self.snapshots.update_target(
@@ -283,7 +326,7 @@ class Poller:
             return await self.poll(target)
 
     async def poll_all_once(self) -> bool:
-        results = await asyncio.gather(*(self._poll_limited(t) for t in self.targets))
+        results = await asyncio.gather(*(self._poll_limited(t) for t in self.targets.values()))
         return all(results)
 
     # -- scheduling ---------------------------------------------------------------------
@@ -294,22 +337,19 @@ class Poller:
         A target is polled by one loop of its own, so a slow poll can only delay its own
         next poll: missed slots are skipped, never queued.
         """
-        interval = self.config.poll_interval
-        start = time.monotonic()
-        self.started_monotonic = start
-        n = max(1, len(self.targets))
-        loops = [
-            asyncio.create_task(self._loop(t, start + interval * i / n, interval, stop))
-            for i, t in enumerate(self.targets)
-        ]
+        self.started_monotonic = time.monotonic()
+        self._stop = stop
+        self._start_loops(list(self.targets.values()))
         try:
             await stop.wait()
         finally:
+            loops = list(self._loops.values())
+            self._loops.clear()
             for task in loops:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
 
-    async def _loop(self, target: Target, due: float, interval: float, stop: asyncio.Event) -> None:
+    async def _loop(self, key: str, due: float, interval: float, stop: asyncio.Event) -> None:
         while not stop.is_set():
             delay = due - time.monotonic()
             if delay > 0:
@@ -318,6 +358,9 @@ class Poller:
                     return
                 except TimeoutError:
                     pass
+            target = self.targets.get(key)
+            if target is None:
+                return
             await self._poll_limited(target)
             due += interval
             now = time.monotonic()
@@ -327,7 +370,7 @@ class Poller:
                 self.metrics.polls_skipped.inc(missed)
                 log.warning(
                     "poll ran past its next slot; skipping ahead",
-                    extra={"fields": {"target": target.key, "skipped": missed}},
+                    extra={"fields": {"target": key, "skipped": missed}},
                 )
 
     # -- health -------------------------------------------------------------------------
@@ -335,11 +378,12 @@ class Poller:
     def healthy(self) -> tuple[bool, str]:
         """Alive when some poll finished within three intervals (or we just started)."""
         limit = 3 * self.config.poll_interval
-        ref = self.last_poll_finished or self.started_monotonic
+        ref = max(self.last_poll_finished or 0.0, self.last_activity or 0.0, self.started_monotonic)
         age = time.monotonic() - ref
         if age > limit:
             return False, f"no poll finished for {age:.0f}s (limit {limit:.0f}s)"
         return True, "ok"
 
     def ready(self) -> bool:
-        return len(self._attempted) >= len(self.targets)
+        """Ready once the sources were read and every task list has been polled once."""
+        return self.sources_ready and set(self.targets) <= self._attempted

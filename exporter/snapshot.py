@@ -12,7 +12,9 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
+from exporter.sources import DiscoveryHealth, InstanceInfo
 from exporter.state import HistogramDelta, HistogramRow, TaskRow
 from exporter.targets import Target
 from exporter.tasks import is_finished, is_unfinished
@@ -146,58 +148,95 @@ class ExporterSnapshot:
     bucket_bounds: tuple[float, ...] = ()
     histogram_labels: tuple[str, ...] = HISTOGRAM_LABELS
     poll_interval: float = 60.0
+    instances: tuple[InstanceInfo, ...] = ()
+    discovery: tuple[DiscoveryHealth, ...] = ()
 
 
 class SnapshotStore:
-    """Holds the current snapshot; writers serialize on a lock, readers never block."""
+    """Holds the current snapshot; writers serialize on a lock, readers never block.
+
+    The set of targets changes at run time (discovery): a removed target's series go with it.
+    """
 
     def __init__(
         self,
-        targets: Sequence[Target],
         bucket_bounds: Sequence[float],
         by_instance: bool,
         poll_interval: float,
+        targets: Sequence[Target] = (),
     ) -> None:
         self._lock = threading.Lock()
         self._by_instance = by_instance
-        self._order = {t.key: i for i, t in enumerate(targets)}
-        self._targets: dict[str, TargetSnapshot] = {t.key: TargetSnapshot(t) for t in targets}
-        self._hist: dict[str, HistogramRow] = {}
-        # Which histogram series belong to configured targets, and under which labels.
+        self._order: dict[str, int] = {}
+        self._targets: dict[str, TargetSnapshot] = {}
+        self._hist: dict[str, tuple[tuple[Any, ...], HistogramRow]] = {}
+        # Which histogram series belong to current targets, and under which labels.
         self._series_labels: dict[tuple[str, ...], tuple[str, ...]] = {}
-        for t in targets:
-            prefix = (t.service, t.region, t.project_id, t.source)
-            self._series_labels[(*prefix, t.instance_id if by_instance else "")] = self._labels_of(
-                t
-            )
         self._base = ExporterSnapshot(
             bucket_bounds=tuple(bucket_bounds),
             histogram_labels=HISTOGRAM_LABELS_BY_INSTANCE if by_instance else HISTOGRAM_LABELS,
             poll_interval=poll_interval,
         )
+        self._discovery: tuple[tuple[InstanceInfo, ...], tuple[DiscoveryHealth, ...]] = ((), ())
         self.current = self._base
+        self.set_targets(targets)
 
     def _labels_of(self, t: Target) -> tuple[str, ...]:
         """The histogram labels (before task_name and status) of a target's observations."""
         prefix = (t.service, t.region, t.project_id, t.source)
         return (*prefix, t.instance_id, t.instance_name) if self._by_instance else prefix
 
+    def set_targets(self, targets: Sequence[Target]) -> None:
+        """Make `targets` the current set: new ones start empty, missing ones go away, and a
+        renamed one keeps its data under its new name."""
+        with self._lock:
+            old = self._targets
+            self._targets = {}
+            for t in targets:
+                snap = old.get(t.key)
+                self._targets[t.key] = (
+                    TargetSnapshot(t) if snap is None else replace(snap, target=t)
+                )
+            self._order = {t.key: i for i, t in enumerate(targets)}
+            self._series_labels = {}
+            for t in targets:
+                prefix = (t.service, t.region, t.project_id, t.source)
+                key = (*prefix, t.instance_id if self._by_instance else "")
+                self._series_labels[key] = self._labels_of(t)
+            self._republish()
+
+    def keys(self) -> set[str]:
+        return set(self._targets)
+
     def target(self, key: str) -> TargetSnapshot:
         return self._targets[key]
 
     def publish_target(self, snap: TargetSnapshot) -> None:
         with self._lock:
-            self._targets[snap.target.key] = snap
+            if snap.target.key not in self._targets:
+                return  # removed while it was being polled
+            self._targets[snap.target.key] = replace(
+                snap, target=self._targets[snap.target.key].target
+            )
             self._republish()
 
     def update_target(self, key: str, **changes: object) -> None:
         with self._lock:
+            if key not in self._targets:
+                return
             self._targets[key] = replace(self._targets[key], **changes)  # type: ignore[arg-type]
+            self._republish()
+
+    def publish_discovery(
+        self, instances: Sequence[InstanceInfo], health: Sequence[DiscoveryHealth]
+    ) -> None:
+        with self._lock:
+            self._discovery = (tuple(instances), tuple(health))
             self._republish()
 
     def load_histograms(self, rows: Iterable[HistogramRow]) -> None:
         with self._lock:
-            self._hist = {r.series: r for r in rows}
+            self._hist = {r.series: (tuple(json.loads(r.series)), r) for r in rows}
             self._republish()
 
     def add_histograms(self, deltas: Mapping[str, HistogramDelta]) -> None:
@@ -207,15 +246,20 @@ class SnapshotStore:
         with self._lock:
             rows = dict(self._hist)
             for series, d in deltas.items():
-                old = rows.get(series)
-                if old is None:
-                    rows[series] = HistogramRow(series, tuple(d.buckets), d.sum, d.count)
+                found = rows.get(series)
+                if found is None:
+                    row = HistogramRow(series, tuple(d.buckets), d.sum, d.count)
+                    rows[series] = (tuple(json.loads(series)), row)
                 else:
-                    rows[series] = HistogramRow(
-                        series,
-                        tuple(a + b for a, b in zip(old.buckets, d.buckets, strict=True)),
-                        old.sum + d.sum,
-                        old.count + d.count,
+                    key, old = found
+                    rows[series] = (
+                        key,
+                        HistogramRow(
+                            series,
+                            tuple(a + b for a, b in zip(old.buckets, d.buckets, strict=True)),
+                            old.sum + d.sum,
+                            old.count + d.count,
+                        ),
                     )
             self._hist = rows
             self._republish()
@@ -223,8 +267,7 @@ class SnapshotStore:
     def _republish(self) -> None:
         mode = "instance" if self._by_instance else "aggregate"
         series: list[HistogramSeries] = []
-        for row in self._hist.values():
-            key = json.loads(row.series)
+        for key, row in self._hist.values():
             if key[0] != mode:
                 continue
             labels = self._series_labels.get(tuple(key[1:6]))
@@ -235,17 +278,23 @@ class SnapshotStore:
             series.append(
                 HistogramSeries((*labels, key[6], key[7]), row.buckets, row.sum, row.count)
             )
-        # Zero series for every task name a configured target has seen, as for the counters.
+        # Zero series for every task name a current target has seen, as for the counters.
         present = {s.labels for s in series}
         zero = (0,) * (len(self._base.bucket_bounds) + 1)
         for ts in self._targets.values():
             labels = self._labels_of(ts.target)
             for name in ts.summary.names:
                 for status in ts.summary.zero_statuses:
-                    key = (*labels, name, status)
-                    if key not in present:
-                        present.add(key)
-                        series.append(HistogramSeries(key, zero, 0.0, 0))
+                    hkey = (*labels, name, status)
+                    if hkey not in present:
+                        present.add(hkey)
+                        series.append(HistogramSeries(hkey, zero, 0.0, 0))
         series.sort(key=lambda s: s.labels)
         targets = sorted(self._targets.values(), key=lambda s: self._order[s.target.key])
-        self.current = replace(self._base, targets=tuple(targets), histograms=tuple(series))
+        self.current = replace(
+            self._base,
+            targets=tuple(targets),
+            histograms=tuple(series),
+            instances=self._discovery[0],
+            discovery=self._discovery[1],
+        )

@@ -34,6 +34,7 @@ targets:
     instances:
       - {service: dcs, id: i1}
 """
+NO_ENV_KEYS = {"HUAWEICLOUD_SDK_AK": "", "HUAWEICLOUD_SDK_SK": ""}
 CREDS = f"credentials: {{access_key: AK, secret_key: {SECRET_KEY}}}\n"
 
 # (name, file text, [(line, path fragment, message fragment)])
@@ -105,6 +106,31 @@ BROKEN = [
     ),
     ("empty file", "", [(None, "", "empty")]),
     (
+        "unknown credential source",
+        "credentials: {source: magic, access_key: AK}\n" + TARGET,
+        [(1, "credentials", "source must be one of aksk, env, metadata, password")],
+    ),
+    (
+        "password credentials without a password",
+        "credentials: {source: password, user: u, domain: d}\n" + TARGET,
+        [(1, "credentials", "exactly one of password and password_file")],
+    ),
+    (
+        "bad discovery regex",
+        CREDS + TARGET + "    discover: {name_regex: 'prod-('}\n",
+        [(7, "targets[0].discover.name_regex", "invalid regular expression")],
+    ),
+    (
+        "unknown cloud",
+        CREDS + TARGET + "    cloud: aws\n",
+        [(7, "targets[0].cloud", "'aws'")],
+    ),
+    (
+        "unreadable CA bundle",
+        CREDS + TARGET + "http: {ca_file: /nonexistent/ca.pem}\n",
+        [(7, "http.ca_file", "cannot load CA certificates")],
+    ),
+    (
         "several problems at once",
         CREDS + TARGET.replace("service: dcs", "service: redis") + "poll_interval: soon\nfoo: 1\n",
         [
@@ -122,7 +148,7 @@ def test_broken_file_gives_one_line_per_problem_and_exit_2(
 ) -> None:
     path = tmp_path / "config.yml"
     path.write_text(text)
-    run = run_cli(f"--config.file={path}", "--check-config")
+    run = run_cli(f"--config.file={path}", "--check-config", env=NO_ENV_KEYS)
     assert run.rc == 2, run.stderr
     assert "Traceback" not in run.stderr
     lines = [line for line in run.stderr.splitlines() if line.startswith(str(path))]
@@ -183,3 +209,34 @@ def test_missing_config_file_and_flags(tmp_path: Path) -> None:
     run = run_cli("--demo", "--web.listen-address=nonsense")
     assert run.rc == 2
     assert "invalid listen address" in run.stderr
+
+
+CREDENTIAL_EXAMPLES = {
+    "aksk": "credentials: {access_key: AK, secret_key: sk-value}\n",
+    "env (explicit)": "credentials: {source: env}\n",
+    "env (implicit)": "",
+    "metadata": "credentials: {source: metadata}\n",
+    "password": "credentials: {source: password, user: u, domain: d, password: pw}\n",
+}
+
+
+@pytest.mark.parametrize("name", list(CREDENTIAL_EXAMPLES))
+def test_every_credential_source_is_accepted(tmp_path: Path, name: str) -> None:
+    path = tmp_path / "config.yml"
+    path.write_text(CREDENTIAL_EXAMPLES[name] + TARGET.replace("    project_id: p1\n", ""))
+    env = {"HUAWEICLOUD_SDK_AK": "ENVAK", "HUAWEICLOUD_SDK_SK": "env-secret-value"}
+    run = run_cli(f"--config.file={path}", "--check-config", env=env)
+    assert run.rc == 0, run.stderr
+    assert "env-secret-value" not in run.stdout + run.stderr
+
+
+def test_env_credentials_missing_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "config.yml"
+    path.write_text("credentials: {source: env}\n" + TARGET)
+    run = run_cli(
+        f"--config.file={path}",
+        "--check-config",
+        env={"HUAWEICLOUD_SDK_AK": "", "HUAWEICLOUD_SDK_SK": ""},
+    )
+    assert run.rc == 2
+    assert "HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK not set" in run.stderr

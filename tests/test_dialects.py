@@ -23,7 +23,7 @@ from exporter.config import load_config_text
 from exporter.selfmetrics import SelfMetrics
 from exporter.simulator.world import MISSING as SIM_MISSING
 from exporter.simulator.world import Fault
-from exporter.targets import build_targets
+from exporter.sources import ProviderCache, all_targets, build_sources
 from tests.conftest import (
     PROJECT,
     Metrics,
@@ -57,7 +57,8 @@ async def _fetch(
     requests = 0
     async with httpx.AsyncClient() as http:
         client = CloudClient(http, config.http, SelfMetrics(CollectorRegistry()))
-        for target in build_targets(config):
+        sources = build_sources(config, ProviderCache(http, http), client)
+        for target in all_targets(sources):
             result = await client.fetch_tasks(target, since)
             out[target.key] = [t.id for t in result.tasks]
             requests += result.requests

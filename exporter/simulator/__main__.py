@@ -26,6 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listen", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--dcs-port", type=int, default=18080)
     parser.add_argument("--dms-port", type=int, default=18081)
+    parser.add_argument("--iam-port", type=int, default=18082)
+    parser.add_argument("--metadata-port", type=int, default=18083)
+    parser.add_argument(
+        "--tls-cert", default=None, help="PEM certificate: serve DCS, DMS and IAM over HTTPS"
+    )
+    parser.add_argument("--tls-key", default=None, help="PEM private key for --tls-cert")
     parser.add_argument(
         "--fleet", default="demo", help="'demo', or a number of generated instances"
     )
@@ -41,13 +47,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--poll-interval", default="15s")
     args = parser.parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
     secret = args.secret_key or secrets.token_hex(20)
     world = demo_world(secret) if args.fleet == "demo" else generated_world(int(args.fleet), secret)
-    sim = Simulator(world, args.listen, args.dcs_port, args.dms_port).start()
+    sim = Simulator(
+        world,
+        args.listen,
+        args.dcs_port,
+        args.dms_port,
+        iam_port=args.iam_port,
+        metadata_port=args.metadata_port,
+        tls=tls,
+    ).start()
     host = "127.0.0.1" if args.listen in ("0.0.0.0", "::") else args.listen  # noqa: S104
     if args.print_config:
-        dcs = f"http://{host}:{sim.servers['dcs'].server_address[1]}"
-        dms = f"http://{host}:{sim.servers['dms'].server_address[1]}"
+        scheme = "https" if tls else "http"
+        dcs = f"{scheme}://{host}:{sim.servers['dcs'].server_address[1]}"
+        dms = f"{scheme}://{host}:{sim.servers['dms'].server_address[1]}"
         sys.stdout.write(
             demo_config_text(
                 world,
@@ -61,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         sys.stdout.flush()
     print(
-        f"simulator: DCS at {sim.dcs_url}, DMS at {sim.dms_url}; admin API under /_sim/",
+        f"simulator: DCS at {sim.dcs_url}, DMS at {sim.dms_url}, IAM at {sim.iam_url}, "
+        f"metadata at {sim.metadata_url}; admin API under /_sim/",
         file=sys.stderr,
         flush=True,
     )

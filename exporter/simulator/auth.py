@@ -34,13 +34,14 @@ def verify(
     raw_query: str,
     headers: Mapping[str, str],
     body: bytes,
-    credentials: Mapping[str, tuple[str, str | None]],
+    credentials: Mapping[str, tuple[str, str | None, float | None]],
     now: float,
     max_skew: float,
 ) -> str:
     """Return the access key of a correctly signed request, or raise AuthFailure.
 
-    `headers` maps lower-cased names to values.
+    `headers` maps lower-cased names to values; `credentials` maps access keys to (secret key,
+    security token or None, expiry or None). An expired key is refused as the gateway does.
     """
     auth = headers.get("authorization")
     if not auth:
@@ -75,7 +76,11 @@ def verify(
     found = credentials.get(access_key)
     if found is None:
         raise AuthFailure("APIG.0301", "Incorrect IAM authentication information: ak not exist")
-    secret_key, token = found
+    secret_key, token, expires_at = found
+    if expires_at is not None and expires_at <= now:
+        raise AuthFailure(
+            "APIG.0301", "Incorrect IAM authentication information: the security token has expired"
+        )
     if token is not None and (
         headers.get("x-security-token") != token or "x-security-token" not in names
     ):

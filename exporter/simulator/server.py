@@ -1,16 +1,23 @@
-"""The simulated cloud over real HTTP: a DCS listener and a DMS listener sharing one world.
+"""The simulated cloud over real HTTP: DCS, DMS, IAM and ECS-metadata listeners sharing one
+world.
 
-Both serve `/v2/{project_id}/instances/{instance_id}/tasks` like the real hosts do, each for
-its own services; DCS also serves the task center `/v2/{project_id}/tasks`. Requests must be
-signed. `/_sim/...` is an unsigned admin API for tests and demos (see `_admin`).
+DCS and DMS serve `/v2/{project_id}/instances/{instance_id}/tasks` like the real hosts do, each
+for its own services, and `/v2/{project_id}/instances` (list instances); DCS also serves the
+task center `/v2/{project_id}/tasks`. Those requests must be signed with AK/SK or carry an IAM
+token (`X-Auth-Token`). IAM serves `POST /v3/auth/tokens` (password identity) and
+`GET /v3/projects`; the metadata listener serves the ECS metadata token step and
+`/openstack/latest/securitykey` (temporary credentials). `/_sim/...` is an unsigned admin API
+for tests and demos on every listener (see `_admin`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -26,8 +33,10 @@ from exporter.simulator.world import (
     Listener,
     Options,
     RequestRecord,
+    SimInstance,
     SimTask,
     World,
+    format_expiry,
     listener_of,
 )
 
@@ -35,19 +44,50 @@ log = logging.getLogger(__name__)
 
 _INSTANCE_TASKS = re.compile(r"^/v2/([^/]+)/instances/([^/]+)/tasks/?$")
 _CENTER_TASKS = re.compile(r"^/v2/([^/]+)/tasks/?$")
+_LIST_INSTANCES = re.compile(r"^/v2/([^/]+)/instances/?$")
+
+# DMS `engine` filter of the list-instances API -> the world's service.
+_DMS_ENGINES = {"kafka": "kafka", "rabbitmq": "rabbitmq", "reliability": "rocketmq"}
+_METADATA_TOKEN_MAX_TTL = 21600
+_NO_AGENCY = (
+    "There is no Cloud Service Agency attached to this ECS; "
+    "bind an agency to get temporary credentials."
+)
 
 
 class ApiAnswer(Exception):
-    """An error answer in the cloud's shape."""
+    """An error answer in the cloud's shape (the gateway's unless `body` is given)."""
 
     def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        body: Any = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers or {}
+        self.body = body
+
+
+def _iam_error(status: int, code: str, message: str) -> ApiAnswer:
+    return ApiAnswer(status, code, message, body={"error_msg": message, "error_code": code})
+
+
+def _metadata_error(status: int, message: str) -> ApiAnswer:
+    return ApiAnswer(
+        status, str(status), message, body={"error": {"code": status, "message": message}}
+    )
+
+
+def _not_published() -> ApiAnswer:
+    return ApiAnswer(
+        404, "APIG.0101", "The API does not exist or has not been published in the environment"
+    )
 
 
 def _parse_window(value: str | None, name: str) -> float | None:
@@ -115,10 +155,46 @@ def list_page(
     }
 
 
+def list_instances_page(
+    world: World, listener: Listener, project_id: str, query: dict[str, str]
+) -> dict[str, Any]:
+    """One page of a list-instances answer (DCS, or DMS with its optional `engine` filter)."""
+    opts: Options = world.options
+    if listener == "dcs":
+        code = "DCS.4800"
+        services: list[str] = ["dcs"]
+        max_limit = opts.dcs_list_max_limit
+    else:
+        code = "DMS.00400000"
+        engine = query.get("engine") or None
+        if engine is None:
+            services = list(_DMS_ENGINES.values())
+        elif engine in _DMS_ENGINES:
+            services = [_DMS_ENGINES[engine]]
+        else:
+            raise ApiAnswer(400, code, "Invalid request parameter: engine")
+        max_limit = opts.dms_list_max_limit
+    offset = _int_param(query, "offset", 0, code)
+    limit = _int_param(query, "limit", 10, code)
+    if offset < 0 or not 1 <= limit <= max_limit:
+        raise ApiAnswer(400, code, "Invalid request parameter: offset or limit")
+    found: list[SimInstance] = world.list_instances(project_id, services)
+    if listener == "dms" and found and offset >= len(found):
+        raise ApiAnswer(400, "DMS.40050010", "The offset is out of range.")
+    return {
+        "instance_num": len(found),
+        "instances": [i.listing() for i in found[offset : offset + limit]],
+    }
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _SimHTTPServer
     error_content_type = "application/json"
+    # The API request being answered: recorded in `world.requests` just before its answer is
+    # written, so a client that has the answer always finds the record.
+    _pending: RequestRecord | None = None
+    _access_key: str | None = None  # set by a successful answer only
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("sim " + format % args)
@@ -145,16 +221,26 @@ class _Handler(BaseHTTPRequestHandler):
         body: Any,
         headers: dict[str, str] | None = None,
         raw: bytes | None = None,
+        content_type: str = "application/json;charset=UTF-8",
     ) -> None:
         data = raw if raw is not None else json.dumps(body).encode("utf-8")
+        self._record(status)
         self.send_response(status)
-        self.send_header("Content-Type", "application/json;charset=UTF-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
+
+    def _record(self, status: int) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.at = time.time()
+            pending.status = status
+            pending.access_key = self._access_key
+            self.server.world.record(pending)
 
     def _reset(self) -> None:
         """Drop the connection with a TCP reset, as a broken load balancer would."""
@@ -163,7 +249,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.close()
 
     def _handle(self, method: str) -> None:
-        world = self.server.world
         parts = urlsplit(self.path)
         path, raw_query = parts.path, parts.query
         query = dict(parse_qsl(raw_query, keep_blank_values=True))
@@ -172,55 +257,88 @@ class _Handler(BaseHTTPRequestHandler):
             self._admin(method, path, query, body)
             return
         status = 200
-        access_key: str | None = None
+        listener = self.server.listener
+        self._access_key = None
+        self._pending = RequestRecord(0.0, listener, method, path, query, 0, None)
         try:
-            access_key = self._serve_api(method, path, raw_query, query, body)
+            if listener == "iam":
+                self._serve_iam(method, path, raw_query, query, body)
+            elif listener == "metadata":
+                self._serve_metadata(method, path)
+            else:
+                self._serve_api(method, path, raw_query, query, body)
         except ApiAnswer as answer:
             status = answer.status
-            self._send_json(
-                answer.status,
-                {"error_code": answer.code, "error_msg": answer.message, "error_ext_msg": None},
-                answer.headers,
+            error = (
+                answer.body
+                if answer.body is not None
+                else {"error_code": answer.code, "error_msg": answer.message, "error_ext_msg": None}
             )
+            self._send_json(answer.status, error, answer.headers)
         except _Reset:
             status = 0
             self._reset()
         except _Sent as sent:
             status = sent.status
         finally:
-            world.record(
-                RequestRecord(
-                    time.time(), self.server.listener, method, path, query, status, access_key
-                )
-            )
+            self._record(status)  # when no answer was written: a reset (status 0)
 
-    def _serve_api(
-        self, method: str, path: str, raw_query: str, query: dict[str, str], body: bytes
+    def _authenticate(
+        self, method: str, path: str, raw_query: str, body: bytes, project_id: str | None
     ) -> str:
+        """The caller's access key (AK/SK signature), or "token" (an IAM token in
+        `X-Auth-Token`, which must be scoped to `project_id` when that is given)."""
         world = self.server.world
-        listener = self.server.listener
-        m_inst = _INSTANCE_TASKS.match(path)
-        m_center = _CENTER_TASKS.match(path) if listener == "dcs" else None
-        if method != "GET" or not (m_inst or m_center):
-            raise ApiAnswer(
-                404,
-                "APIG.0101",
-                "The API does not exist or has not been published in the environment",
-            )
         headers = {k.lower(): v for k, v in self.headers.items()}
+        token = headers.get("x-auth-token")
+        if token is not None:
+            found = world.valid_token(token.strip())
+            if found is None:
+                raise ApiAnswer(401, "APIG.0307", "The token must be updated.")
+            if project_id is not None and found.project_id != project_id:
+                raise ApiAnswer(
+                    403, "APIG.0302", "The IAM user is not authorized to access the API."
+                )
+            return "token"
+        with world.lock:
+            credentials = dict(world.credentials)
         try:
-            access_key = verify(
+            return verify(
                 method,
                 path,
                 raw_query,
                 headers,
                 body,
-                world.credentials,
+                credentials,
                 world.clock(),
                 world.options.signature_max_skew,
             )
         except AuthFailure as failure:
             raise ApiAnswer(401, failure.code, failure.message) from None
+
+    def _serve_api(
+        self, method: str, path: str, raw_query: str, query: dict[str, str], body: bytes
+    ) -> None:
+        world = self.server.world
+        listener = self.server.listener
+        m_inst = _INSTANCE_TASKS.match(path)
+        m_center = _CENTER_TASKS.match(path) if listener == "dcs" else None
+        m_list = _LIST_INSTANCES.match(path)
+        matched = m_inst or m_center or m_list
+        if method != "GET" or matched is None:
+            raise _not_published()
+        project_id = matched.group(1)
+        access_key = self._authenticate(method, path, raw_query, body, project_id)
+        if m_list:
+            latency, fault = world.take_fault(listener, project_id, None, listing=True)
+            if latency:
+                time.sleep(latency)
+            if fault is not None:
+                self._apply_fault(fault)
+            page = list_instances_page(world, listener, project_id, query)
+            self._access_key = access_key
+            self._send_json(200, page)
+            return
         if m_inst:
             project_id, instance_id = m_inst.group(1), m_inst.group(2)
         else:
@@ -245,8 +363,186 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 tasks = world.center_tasks(project_id)
             answer = list_page(world, listener, tasks, query, center=instance_id is None)
+        self._access_key = access_key
         self._send_json(200, answer)
-        return access_key
+
+    # -- IAM ------------------------------------------------------------------------------
+
+    def _serve_iam(
+        self, method: str, path: str, raw_query: str, query: dict[str, str], body: bytes
+    ) -> None:
+        """IAM: password tokens, and projects by name."""
+        world = self.server.world
+        route = path.rstrip("/")
+        if method == "POST" and route == "/v3/auth/tokens":
+            self._take_faults("")
+            self._issue_token(body)
+            return
+        if method == "GET" and route == "/v3/projects":
+            access_key = self._authenticate(method, path, raw_query, body, None)
+            self._take_faults("")
+            name = query.get("name")
+            with world.lock:
+                projects = [
+                    {
+                        "id": pid,
+                        "name": pname,
+                        "domain_id": world.domain_id,
+                        "parent_id": world.domain_id,
+                        "is_domain": False,
+                        "enabled": True,
+                        "description": "",
+                        "links": {"self": f"{self._base_url()}/v3/projects/{pid}"},
+                    }
+                    for pname, pid in world.projects.items()
+                    if name is None or pname == name
+                ]
+            self._access_key = access_key
+            self._send_json(
+                200,
+                {
+                    "projects": projects,
+                    "links": {
+                        "self": f"{self._base_url()}{self.path}",
+                        "previous": None,
+                        "next": None,
+                    },
+                },
+            )
+            return
+        raise _not_published()
+
+    def _issue_token(self, body: bytes) -> None:
+        world = self.server.world
+        try:
+            data = json.loads(body)
+            auth = data["auth"]
+            identity = auth["identity"]
+            if "password" not in identity["methods"]:
+                raise ValueError("methods")
+            user = identity["password"]["user"]
+            user_name, password = user["name"], user["password"]
+            domain = user["domain"]["name"]
+            project = auth["scope"]["project"]
+            scope_id, scope_name = project.get("id"), project.get("name")
+            scope_domain = project.get("domain", {}).get("name")
+            texts = (user_name, password, domain)
+            scopes = (scope_id, scope_name, scope_domain)
+            if (
+                not all(isinstance(t, str) for t in texts)
+                or not all(t is None or isinstance(t, str) for t in scopes)
+                or not (scope_id or scope_name)
+            ):
+                raise ValueError("fields")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise _iam_error(400, "IAM.0011", "Request body is invalid.") from None
+        with world.lock:
+            if world.iam_users.get((domain, user_name)) != password:
+                raise _iam_error(401, "IAM.0004", "The username or password is wrong.")
+            if scope_id:
+                project_id: str | None = scope_id
+                region = world.project_name(scope_id)
+            else:
+                region = scope_name
+                project_id = world.projects.get(scope_name)
+            if (
+                project_id is None
+                or region is None
+                or (scope_domain is not None and scope_domain != domain)
+            ):
+                raise _iam_error(400, "IAM.0005", "The project does not exist.")
+            token, expires_at = world.issue_token(domain, user_name, project_id)
+            issued_at = world.tokens[token].issued_at
+        domain_ref = {"id": world.domain_id, "name": domain}
+        answer = {
+            "token": {
+                "expires_at": format_expiry(expires_at),
+                "issued_at": format_expiry(issued_at),
+                "methods": ["password"],
+                "catalog": [],
+                "project": {"id": project_id, "name": region, "domain": domain_ref},
+                "user": {
+                    "id": hashlib.sha256(f"{domain}/{user_name}".encode()).hexdigest()[:32],
+                    "name": user_name,
+                    "domain": domain_ref,
+                    "password_expires_at": "",
+                },
+            }
+        }
+        self._send_json(201, answer, {"X-Subject-Token": token})
+
+    def _base_url(self) -> str:
+        scheme = "https" if isinstance(self.connection, ssl.SSLSocket) else "http"
+        return f"{scheme}://{self.headers.get('Host', 'localhost')}"
+
+    # -- ECS metadata ---------------------------------------------------------------------
+
+    def _serve_metadata(self, method: str, path: str) -> None:
+        world = self.server.world
+        opts = world.options
+        route = path.rstrip("/")
+        if method == "PUT" and route == "/meta-data/latest/api/token":
+            self._take_faults("")
+            if not opts.metadata_token_supported:
+                raise _metadata_error(404, "Not Found")
+            try:
+                ttl = int(self.headers.get("X-Metadata-Token-Ttl-Seconds", ""))
+            except ValueError:
+                ttl = 0
+            if not 1 <= ttl <= _METADATA_TOKEN_MAX_TTL:
+                raise _metadata_error(
+                    400, "X-Metadata-Token-Ttl-Seconds must be between 1 and 21600"
+                )
+            token = world.issue_metadata_token(ttl)
+            self._send_json(200, None, raw=token.encode("ascii"), content_type="text/plain")
+            return
+        if method != "GET" or route not in (
+            "/openstack/latest/securitykey",
+            "/openstack/latest/meta_data.json",
+        ):
+            raise _metadata_error(404, "Not Found")
+        self._take_faults("")
+        if opts.metadata_token_required and not world.metadata_token_valid(
+            self.headers.get("X-Metadata-Token")
+        ):
+            raise _metadata_error(401, "Unauthorized: a valid X-Metadata-Token is required")
+        if route == "/openstack/latest/meta_data.json":
+            with world.lock:
+                project_id = world.projects.get(world.region, "")
+            self._send_json(
+                200,
+                {
+                    "uuid": "5f1c3d2e-8a7b-4c6d-9e0f-1a2b3c4d5e6f",
+                    "name": "ecs-sim",
+                    "availability_zone": f"{world.region}a",
+                    "region_id": world.region,
+                    "project_id": project_id,
+                    "meta": {},
+                },
+            )
+            return
+        if not opts.metadata_agency:
+            raise _metadata_error(401, _NO_AGENCY)
+        access, secret, security_token, expires_at = world.issue_temporary_credentials()
+        self._send_json(
+            200,
+            {
+                "credential": {
+                    "access": access,
+                    "secret": secret,
+                    "securitytoken": security_token,
+                    "expires_at": format_expiry(expires_at),
+                }
+            },
+        )
+
+    def _take_faults(self, project_id: str) -> None:
+        """Faults for IAM and metadata calls (only those naming this listener match)."""
+        latency, fault = self.server.world.take_fault(self.server.listener, project_id, None)
+        if latency:
+            time.sleep(latency)
+        if fault is not None:
+            self._apply_fault(fault)
 
     def _apply_fault(self, fault: Fault) -> None:
         if fault.kind == "reset":
@@ -277,9 +573,10 @@ class _Handler(BaseHTTPRequestHandler):
     # -- admin ----------------------------------------------------------------------------
 
     def _admin(self, method: str, path: str, query: dict[str, str], body: bytes) -> None:
-        """Unsigned control API: `GET /_sim/state`, `POST /_sim/instances`, `POST /_sim/tasks`,
-        `POST /_sim/tasks/{id}`, `POST|DELETE /_sim/faults`, `POST /_sim/options`,
-        `POST /_sim/churn`, `GET|DELETE /_sim/requests`."""
+        """Unsigned control API: `GET /_sim/state`, `POST /_sim/instances`,
+        `POST|DELETE /_sim/instances/{id}`, `POST /_sim/tasks`, `POST /_sim/tasks/{id}`,
+        `POST|DELETE /_sim/faults`, `POST /_sim/options`, `POST /_sim/churn`,
+        `GET|DELETE /_sim/requests`, `POST /_sim/iam/users`, `POST /_sim/projects`."""
         world = self.server.world
         try:
             data = json.loads(body) if body else {}
@@ -333,12 +630,30 @@ def admin_call(
                 "options": vars(world.options),
                 "faults": [dict(vars(f)) for f in world.faults],
                 "churn": vars(world.churn) if world.churn else None,
+                "projects": dict(world.projects),
+                "tokens_issued": world.tokens_issued,
+                "metadata_issued": world.metadata_issued,
             }
     if method == "POST" and path == "/_sim/instances":
         inst = world.add_instance(
-            data["service"], data.get("name", ""), data.get("project_id", ""), data.get("id")
+            data["service"],
+            data.get("name", ""),
+            data.get("project_id", ""),
+            data.get("id"),
+            status=data.get("status", "RUNNING"),
+            tags=data.get("tags"),
+            engine_version=data.get("engine_version"),
         )
         return vars(inst)
+    if method == "POST" and path.startswith("/_sim/instances/"):
+        inst = world.set_instance_status(path.rsplit("/", 1)[1], data["status"])
+        return vars(inst)
+    if method == "POST" and path == "/_sim/iam/users":
+        world.add_iam_user(data["domain"], data["user"], data["password"])
+        return {"ok": True}
+    if method == "POST" and path == "/_sim/projects":
+        world.add_project(data["name"], data["id"])
+        return {"ok": True}
     if method == "DELETE" and path.startswith("/_sim/instances/"):
         world.remove_instance(path.rsplit("/", 1)[1])
         return {"ok": True}
@@ -387,26 +702,74 @@ def admin_call(
 class _SimHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    handshake_timeout = 10.0
 
-    def __init__(self, address: tuple[str, int], world: World, listener: Listener) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        world: World,
+        listener: Listener,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         super().__init__(address, _Handler)
         self.world = world
         self.listener = listener
+        self.tls = tls is not None
+        if tls is not None:
+            # The handshake happens in the request's thread (finish_request), so a slow or
+            # refusing client never blocks the accept loop.
+            self.socket = tls.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
+
+    def finish_request(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
+    ) -> None:
+        if isinstance(request, ssl.SSLSocket):
+            try:
+                request.settimeout(self.handshake_timeout)
+                request.do_handshake()
+                request.settimeout(None)
+            except OSError as exc:  # ssl.SSLError too: e.g. the client refused our certificate
+                log.debug(
+                    "sim %s: TLS handshake with %s failed: %s", self.listener, client_address, exc
+                )
+                return
+        super().finish_request(request, client_address)
 
 
 class Simulator:
-    """Runs the DCS and DMS listeners of one world in background threads."""
+    """Runs the DCS, DMS, IAM and metadata listeners of one world in background threads.
 
-    listeners: ClassVar[tuple[Listener, ...]] = ("dcs", "dms")
+    With `tls=(certfile, keyfile)`, DCS, DMS and IAM serve HTTPS; the metadata listener is
+    always plain HTTP, as on a real ECS.
+    """
+
+    listeners: ClassVar[tuple[Listener, ...]] = ("dcs", "dms", "iam", "metadata")
 
     def __init__(
-        self, world: World, host: str = "127.0.0.1", dcs_port: int = 0, dms_port: int = 0
+        self,
+        world: World,
+        host: str = "127.0.0.1",
+        dcs_port: int = 0,
+        dms_port: int = 0,
+        *,
+        iam_port: int = 0,
+        metadata_port: int = 0,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         self.world = world
         self.host = host
-        self.servers = {
-            "dcs": _SimHTTPServer((host, dcs_port), world, "dcs"),
-            "dms": _SimHTTPServer((host, dms_port), world, "dms"),
+        context: ssl.SSLContext | None = None
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls[0], tls[1])
+        self.tls = tls
+        self.servers: dict[Listener, _SimHTTPServer] = {
+            "dcs": _SimHTTPServer((host, dcs_port), world, "dcs", context),
+            "dms": _SimHTTPServer((host, dms_port), world, "dms", context),
+            "iam": _SimHTTPServer((host, iam_port), world, "iam", context),
+            "metadata": _SimHTTPServer((host, metadata_port), world, "metadata"),
         }
         self.threads = [
             threading.Thread(target=s.serve_forever, args=(0.05,), name=f"sim-{k}", daemon=True)
@@ -414,8 +777,9 @@ class Simulator:
         ]
 
     def url(self, listener: Listener) -> str:
-        port = self.servers[listener].server_address[1]
-        return f"http://{self.host}:{port}"
+        server = self.servers[listener]
+        scheme = "https" if server.tls else "http"
+        return f"{scheme}://{self.host}:{server.server_address[1]}"
 
     @property
     def dcs_url(self) -> str:
@@ -424,6 +788,14 @@ class Simulator:
     @property
     def dms_url(self) -> str:
         return self.url("dms")
+
+    @property
+    def iam_url(self) -> str:
+        return self.url("iam")
+
+    @property
+    def metadata_url(self) -> str:
+        return self.url("metadata")
 
     def start(self) -> Simulator:
         for t in self.threads:

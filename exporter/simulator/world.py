@@ -11,6 +11,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
+import secrets
+import string
 import threading
 import time
 import uuid
@@ -54,11 +56,32 @@ CENTER_ONLY_NAMES = ("dcsExportJob",)
 MISSING = object()  # a raw override that removes the field from the answer
 
 Service = Literal["dcs", "kafka", "rabbitmq", "rocketmq"]
-Listener = Literal["dcs", "dms"]
+Listener = Literal["dcs", "dms", "iam", "metadata"]
+
+DEFAULT_PROJECT = "0f5c1a2b3c4d4e5f8a9b0c1d2e3f4a5b"
+DEFAULT_DOMAIN_ID = "d78cbac186b744899480f25bd022f468"
+DEFAULT_ENGINE_VERSIONS: dict[str, str] = {
+    "dcs": "6.0",
+    "kafka": "2.7",
+    "rabbitmq": "3.8.35",
+    "rocketmq": "4.8.0",
+}
+# The `engine` the list-instances APIs show (and DMS filters on): RocketMQ is "reliability".
+LIST_ENGINES: dict[str, str] = {
+    "dcs": "Redis",
+    "kafka": "kafka",
+    "rabbitmq": "rabbitmq",
+    "rocketmq": "reliability",
+}
 
 
 def listener_of(service: str) -> Listener:
     return "dcs" if service == "dcs" else "dms"
+
+
+def format_expiry(ts: float) -> str:
+    """IAM and metadata expiry times: `%Y-%m-%dT%H:%M:%S.%fZ` in UTC."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def to_ms(ts: float) -> float:
@@ -78,6 +101,32 @@ class SimInstance:
     name: str
     project_id: str
     engine_version: str = ""
+    status: str = "RUNNING"
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def listing(self) -> dict[str, Any]:
+        """The instance as the list-instances APIs show it."""
+        return {
+            "instance_id": self.id,
+            "name": self.name,
+            "engine": LIST_ENGINES[self.service],
+            "engine_version": self.engine_version,
+            "status": self.status,
+            "project_id": self.project_id,
+            "tags": [{"key": k, "value": v} for k, v in self.tags.items()],
+        }
+
+
+@dataclass
+class SimToken:
+    """An IAM token (`X-Subject-Token`), scoped to one project."""
+
+    token: str
+    domain: str
+    user: str
+    project_id: str
+    issued_at: float
+    expires_at: float
 
 
 @dataclass
@@ -138,6 +187,18 @@ class Options:
     dcs_max_limit: int = 1000
     dms_max_limit: int = 100
     signature_max_skew: float = 900.0
+    # IAM tokens and the metadata service's temporary credentials: lifetimes in seconds.
+    iam_token_ttl: float = 86400.0
+    temp_credential_ttl: float = 3600.0
+    # Metadata service: whether `PUT /meta-data/latest/api/token` exists (200) or not (404),
+    # whether `securitykey` refuses requests without a valid `X-Metadata-Token` (401), and
+    # whether the ECS has an agency attached (without one, `securitykey` answers 401).
+    metadata_token_supported: bool = True
+    metadata_token_required: bool = False
+    metadata_agency: bool = True
+    # List-instances page sizes: DCS `limit` 1..1000, DMS `limit` 1..50.
+    dcs_list_max_limit: int = 1000
+    dms_list_max_limit: int = 50
 
 
 FaultKind = Literal[
@@ -159,13 +220,24 @@ class Fault:
     instance_id: str | None = None
     project_id: str | None = None
     center: bool | None = None  # only the task center (True) or only instance lists (False)
+    # Only list-instances calls (True) or only task lists (False). Listings ignore faults aimed
+    # at an instance or at the task center (`instance_id` or `center` set).
+    listing: bool | None = None
     remaining: int | None = None  # None: until cleared
     latency: float = 0.0
     status: int = 500
     retry_after: float | None = None
     id: int = 0
 
-    def matches(self, listener: Listener, project_id: str, instance_id: str | None) -> bool:
+    def matches(
+        self, listener: Listener, project_id: str, instance_id: str | None, listing: bool = False
+    ) -> bool:
+        if self.listener is None and listener not in ("dcs", "dms"):
+            return False  # IAM and metadata faults must name their listener
+        if self.listing is not None and self.listing != listing:
+            return False
+        if listing and (self.center is not None or self.instance_id is not None):
+            return False
         return (
             (self.listener is None or self.listener == listener)
             and (self.project_id is None or self.project_id == project_id)
@@ -210,7 +282,16 @@ class World:
         self.instances: dict[str, SimInstance] = {}
         self.tasks: dict[str, SimTask] = {}
         self.options = Options()
-        self.credentials: dict[str, tuple[str, str | None]] = {}
+        # access key -> (secret key, security token or None, expiry epoch or None)
+        self.credentials: dict[str, tuple[str, str | None, float | None]] = {}
+        # project name (a region name) -> project ID
+        self.projects: dict[str, str] = {region: DEFAULT_PROJECT}
+        self.domain_id = DEFAULT_DOMAIN_ID
+        self.iam_users: dict[tuple[str, str], str] = {}  # (domain, user) -> password
+        self.tokens: dict[str, SimToken] = {}
+        self.tokens_issued = 0
+        self.metadata_tokens: dict[str, float] = {}  # metadata token -> expiry epoch
+        self.metadata_issued = 0
         self.faults: list[Fault] = []
         self.requests: deque[RequestRecord] = deque(maxlen=50_000)
         self.churn: Churn | None = None
@@ -224,28 +305,113 @@ class World:
     # -- set-up ---------------------------------------------------------------------------
 
     def add_credentials(
-        self, access_key: str, secret_key: str, security_token: str | None = None
+        self,
+        access_key: str,
+        secret_key: str,
+        security_token: str | None = None,
+        expires_at: float | None = None,
     ) -> None:
+        """Keys the gateways accept; temporary ones carry a token and (usually) an expiry."""
         with self.lock:
-            self.credentials[access_key] = (secret_key, security_token)
+            self.credentials[access_key] = (secret_key, security_token, expires_at)
+
+    def add_project(self, name: str, project_id: str) -> None:
+        with self.lock:
+            self.projects[name] = project_id
+
+    def project_name(self, project_id: str) -> str | None:
+        with self.lock:
+            for name, pid in self.projects.items():
+                if pid == project_id:
+                    return name
+            return None
+
+    def add_iam_user(self, domain: str, user: str, password: str) -> None:
+        with self.lock:
+            self.iam_users[(domain, user)] = password
+
+    def issue_token(self, domain: str, user: str, project_id: str) -> tuple[str, float]:
+        """A new IAM token for a project, valid `options.iam_token_ttl` seconds."""
+        with self.lock:
+            now = self.clock()
+            token = secrets.token_urlsafe(48)
+            expires_at = now + self.options.iam_token_ttl
+            self.tokens[token] = SimToken(token, domain, user, project_id, now, expires_at)
+            self.tokens_issued += 1
+            return token, expires_at
+
+    def valid_token(self, token: str) -> SimToken | None:
+        """The token's record, or None when it is unknown or expired."""
+        with self.lock:
+            found = self.tokens.get(token)
+            if found is None or found.expires_at <= self.clock():
+                return None
+            return found
+
+    def issue_metadata_token(self, ttl: float) -> str:
+        with self.lock:
+            token = secrets.token_urlsafe(32)
+            self.metadata_tokens[token] = self.clock() + ttl
+            return token
+
+    def metadata_token_valid(self, token: str | None) -> bool:
+        with self.lock:
+            if token is None:
+                return False
+            expires_at = self.metadata_tokens.get(token)
+            return expires_at is not None and expires_at > self.clock()
+
+    def issue_temporary_credentials(self) -> tuple[str, str, str, float]:
+        """New (access key, secret key, security token, expiry) as the metadata service
+        hands out, registered so the gateways accept them until they expire."""
+        with self.lock:
+            alphabet = string.ascii_uppercase + string.digits
+            access_key = "".join(secrets.choice(alphabet) for _ in range(20))
+            secret_key = "".join(
+                secrets.choice(string.ascii_letters + string.digits) for _ in range(40)
+            )
+            security_token = "gQpjbi1ub3J0aC00" + secrets.token_urlsafe(180)
+            expires_at = self.clock() + self.options.temp_credential_ttl
+            self.add_credentials(access_key, secret_key, security_token, expires_at)
+            self.metadata_issued += 1
+            return access_key, secret_key, security_token, expires_at
 
     def new_id(self) -> str:
         with self.lock:
             return uuid.UUID(int=self.rng.getrandbits(128)).hex
 
     def add_instance(
-        self, service: Service, name: str = "", project_id: str = "", instance_id: str | None = None
+        self,
+        service: Service,
+        name: str = "",
+        project_id: str = "",
+        instance_id: str | None = None,
+        *,
+        status: str = "RUNNING",
+        tags: dict[str, str] | None = None,
+        engine_version: str | None = None,
     ) -> SimInstance:
         with self.lock:
             inst = SimInstance(
                 id=instance_id or str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
                 service=service,
                 name=name,
-                project_id=project_id or "0f5c1a2b3c4d4e5f8a9b0c1d2e3f4a5b",
+                project_id=project_id or DEFAULT_PROJECT,
+                engine_version=(
+                    DEFAULT_ENGINE_VERSIONS[service] if engine_version is None else engine_version
+                ),
+                status=status,
+                tags=dict(tags or {}),
             )
             self.instances[inst.id] = inst
             if self.churn is not None:
                 self._schedule_arrival(inst.id, self.clock())
+            return inst
+
+    def set_instance_status(self, instance_id: str, status: str) -> SimInstance:
+        with self.lock:
+            inst = self.instances[instance_id]
+            inst.status = status
             return inst
 
     def remove_instance(self, instance_id: str) -> None:
@@ -273,7 +439,7 @@ class World:
                 inst = self.instances[instance_id]
                 service, project = inst.service, inst.project_id
             else:
-                service, project = "dcs", project_id or "0f5c1a2b3c4d4e5f8a9b0c1d2e3f4a5b"
+                service, project = "dcs", project_id or DEFAULT_PROJECT
             created = to_ms(now if created_at is None else created_at)
             task = SimTask(
                 id=task_id or self.new_id(),
@@ -413,14 +579,14 @@ class World:
             return n if mode == "int" else str(n)
 
     def take_fault(
-        self, listener: Listener, project_id: str, instance_id: str | None
+        self, listener: Listener, project_id: str, instance_id: str | None, listing: bool = False
     ) -> tuple[float, Fault | None]:
         """Total injected latency, and the first matching non-latency fault (used up once)."""
         latency = 0.0
         chosen: Fault | None = None
         with self.lock:
             for fault in list(self.faults):
-                if not fault.matches(listener, project_id, instance_id):
+                if not fault.matches(listener, project_id, instance_id, listing):
                     continue
                 if fault.kind == "latency":
                     latency += fault.latency
@@ -436,6 +602,18 @@ class World:
                         if fault.remaining <= 0:
                             self.faults.remove(fault)
         return latency, chosen
+
+    def list_instances(
+        self, project_id: str, services: Iterable[str] | None = None
+    ) -> list[SimInstance]:
+        """A project's instances (of some services), in creation order."""
+        wanted = None if services is None else set(services)
+        with self.lock:
+            return [
+                i
+                for i in self.instances.values()
+                if i.project_id == project_id and (wanted is None or i.service in wanted)
+            ]
 
     def record(self, rec: RequestRecord) -> None:
         with self.lock:

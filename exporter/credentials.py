@@ -1,0 +1,310 @@
+"""Where request credentials come from: fixed keys, the ECS metadata service, or IAM passwords.
+
+A provider hands out the `httpx.Auth` to use for the next request and renews what expires
+before it does, so that no poll fails for an expired key or token. When the cloud still
+refuses a credential (a 401), `invalidate()` makes the next request fetch a fresh one.
+Every secret a provider obtains is registered with the log scrubber the moment it arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Generator
+from typing import Any
+
+import httpx
+
+from exporter.logs import register_secret
+from exporter.signing import AkSkAuth
+from exporter.tasks import parse_timestamp
+
+log = logging.getLogger(__name__)
+
+METADATA_TOKEN_TTL = 21600
+# Renew temporary keys and tokens once this share of their lifetime has passed.
+RENEW_AT = 2 / 3
+
+
+class CredentialError(Exception):
+    """Credentials could not be obtained; the message is safe to log and show."""
+
+
+class TokenAuth(httpx.Auth):
+    """IAM token authentication: the token goes in `X-Auth-Token`, nothing is signed."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __repr__(self) -> str:
+        return "TokenAuth(<token>)"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["X-Auth-Token"] = self._token
+        yield request
+
+
+class CredentialProvider:
+    """Base class: `auth()` gives the current credentials; `invalidate()` drops them."""
+
+    kind = "static"
+
+    async def auth(self) -> httpx.Auth:
+        raise NotImplementedError
+
+    def invalidate(self) -> None:
+        """The cloud refused the current credentials: fetch new ones next time (if possible)."""
+
+    @property
+    def renewable(self) -> bool:
+        return False
+
+    @property
+    def project_id(self) -> str | None:
+        """The project the credentials are scoped to, when they say (IAM tokens do)."""
+        return None
+
+
+class StaticKeys(CredentialProvider):
+    """An access key pair from the configuration, a secret file or the environment."""
+
+    def __init__(self, access_key: str, secret_key: str, security_token: str | None) -> None:
+        register_secret(secret_key)
+        register_secret(security_token)
+        self._auth = AkSkAuth(access_key, secret_key, security_token=security_token)
+
+    async def auth(self) -> httpx.Auth:
+        return self._auth
+
+
+class _Renewing(CredentialProvider):
+    """Shared renewal logic: one fetch at a time, renew ahead of expiry, keep what still works.
+
+    A failed renewal while the current credentials are still valid is only a warning: polls
+    go on with them, and the next request tries again.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._current: httpx.Auth | None = None
+        self._renew_at = 0.0
+        self._expires_at = 0.0
+
+    @property
+    def renewable(self) -> bool:
+        return True
+
+    def invalidate(self) -> None:
+        self._current = None
+
+    async def auth(self) -> httpx.Auth:
+        now = self._clock()
+        if self._current is not None and now < self._renew_at:
+            return self._current
+        async with self._lock:
+            now = self._clock()
+            if self._current is not None and now < self._renew_at:
+                return self._current
+            try:
+                auth, expires_at = await self._fetch()
+            except CredentialError as exc:
+                if self._current is not None and now < self._expires_at - 30:
+                    log.warning(
+                        "renewing credentials failed; the current ones are still valid",
+                        extra={"fields": {"kind": self.kind, "error": str(exc)}},
+                    )
+                    self._renew_at = now + min(60.0, (self._expires_at - now) / 4)
+                    return self._current
+                raise
+            issued = self._clock()
+            self._current = auth
+            self._expires_at = expires_at
+            self._renew_at = issued + max(1.0, (expires_at - issued) * RENEW_AT)
+            log.debug(
+                "credentials renewed",
+                extra={"fields": {"kind": self.kind, "valid_for": round(expires_at - issued)}},
+            )
+            return auth
+
+    async def _fetch(self) -> tuple[httpx.Auth, float]:
+        raise NotImplementedError
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:300]
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict):
+            return str(error.get("message") or error)[:300]
+        return str(data.get("error_msg") or data.get("message") or data)[:300]
+    return str(data)[:300]
+
+
+class MetadataKeys(_Renewing):
+    """Temporary keys of the agency attached to this ECS or CCE node, from its metadata service.
+
+    Asks for a metadata session token first (newer metadata services require it; 404, 405 or
+    503 mean they do not), then for the keys.
+    """
+
+    kind = "metadata"
+
+    def __init__(
+        self, http: httpx.AsyncClient, url: str, clock: Callable[[], float] = time.time
+    ) -> None:
+        super().__init__(clock)
+        self._http = http
+        self._url = url.rstrip("/")
+        self._session: tuple[str, float] | None = None  # metadata token and its expiry
+
+    async def _session_token(self) -> str | None:
+        now = self._clock()
+        if self._session is not None and now < self._session[1]:
+            return self._session[0]
+        try:
+            response = await self._http.put(
+                f"{self._url}/meta-data/latest/api/token",
+                headers={"X-Metadata-Token-Ttl-Seconds": str(METADATA_TOKEN_TTL)},
+            )
+        except httpx.HTTPError as exc:
+            raise CredentialError(
+                f"the ECS metadata service at {self._url} is not reachable "
+                f"({type(exc).__name__}); is this an ECS or CCE node?"
+            ) from None
+        if response.status_code in (404, 405, 503):
+            return None
+        if response.status_code != 200:
+            raise CredentialError(f"metadata token request refused (HTTP {response.status_code})")
+        token = response.text.strip()
+        register_secret(token)
+        self._session = (token, now + METADATA_TOKEN_TTL * RENEW_AT)
+        return token
+
+    async def _fetch(self) -> tuple[httpx.Auth, float]:
+        token = await self._session_token()
+        headers = {"X-Metadata-Token": token} if token else {}
+        try:
+            response = await self._http.get(
+                f"{self._url}/openstack/latest/securitykey", headers=headers
+            )
+        except httpx.HTTPError as exc:
+            raise CredentialError(
+                f"the ECS metadata service at {self._url} is not reachable "
+                f"({type(exc).__name__}); is this an ECS or CCE node?"
+            ) from None
+        if response.status_code == 401 and "agency" in response.text.lower():
+            raise CredentialError(
+                "no agency is attached to this ECS: bind an IAM agency with the exporter's "
+                "permissions to the ECS (or CCE node pool) to get temporary credentials"
+            )
+        if response.status_code == 401 and token:
+            self._session = None  # the metadata token may have expired: get a new one
+        if response.status_code != 200:
+            raise CredentialError(
+                f"metadata service refused the temporary keys (HTTP "
+                f"{response.status_code}: {_error_text(response)})"
+            )
+        try:
+            cred = response.json()["credential"]
+            access, secret, security_token = cred["access"], cred["secret"], cred["securitytoken"]
+        except (ValueError, KeyError, TypeError):
+            raise CredentialError("unexpected answer from the metadata service") from None
+        register_secret(secret)
+        register_secret(security_token)
+        expires_at = parse_timestamp(cred.get("expires_at"))
+        if expires_at is None:
+            expires_at = self._clock() + 900  # unknown: assume a short life, renew early
+        return AkSkAuth(access, secret, security_token=security_token), expires_at
+
+
+class IamPassword(_Renewing):
+    """An IAM user's password, exchanged for a project-scoped token (valid about 24 hours).
+
+    The project is the target's: by ID when it is configured, else by name (the region), in
+    which case the token also tells the project ID.
+    """
+
+    kind = "password"
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        iam_url: str,
+        user: str,
+        domain: str,
+        password: str,
+        region: str,
+        project_id: str | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(clock)
+        register_secret(password)
+        self._http = http
+        self._iam_url = iam_url.rstrip("/")
+        self._user = user
+        self._domain = domain
+        self._password = password
+        self._region = region
+        self._project_id = project_id
+
+    @property
+    def project_id(self) -> str | None:
+        return self._project_id
+
+    async def _fetch(self) -> tuple[httpx.Auth, float]:
+        scope: dict[str, Any] = (
+            {"id": self._project_id}
+            if self._project_id
+            else {"name": self._region, "domain": {"name": self._domain}}
+        )
+        body = {
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {
+                        "user": {
+                            "name": self._user,
+                            "password": self._password,
+                            "domain": {"name": self._domain},
+                        }
+                    },
+                },
+                "scope": {"project": scope},
+            }
+        }
+        try:
+            response = await self._http.post(
+                f"{self._iam_url}/v3/auth/tokens",
+                content=json.dumps(body),
+                headers={"Content-Type": "application/json;charset=utf8"},
+            )
+        except httpx.HTTPError as exc:
+            raise CredentialError(
+                f"IAM at {self._iam_url} is not reachable ({type(exc).__name__}: {exc})"
+            ) from None
+        if response.status_code not in (200, 201):
+            raise CredentialError(
+                f"IAM refused the password of user {self._user} in domain {self._domain} "
+                f"(HTTP {response.status_code}: {_error_text(response)})"
+            )
+        token = response.headers.get("X-Subject-Token")
+        if not token:
+            raise CredentialError("IAM answered without an X-Subject-Token")
+        register_secret(token)
+        try:
+            info = response.json()["token"]
+        except (ValueError, KeyError, TypeError):
+            info = {}
+        project = info.get("project") if isinstance(info, dict) else None
+        if isinstance(project, dict) and project.get("id"):
+            self._project_id = str(project["id"])
+        expires_at = parse_timestamp(info.get("expires_at")) if isinstance(info, dict) else None
+        if expires_at is None:
+            expires_at = self._clock() + 3600
+        return TokenAuth(token), expires_at

@@ -1,0 +1,365 @@
+"""Sources: each `targets[]` entry of the configuration, turned into task lists to poll.
+
+A source knows its cloud's endpoints and credentials, resolves its project ID through IAM
+when the configuration leaves it out, and, with `discover:`, lists the instances of its
+services (again every `discover.interval`). A listing that fails keeps the instances of the
+last one that worked: a passing error never makes series vanish; a deleted instance does.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from exporter.cloudapi import ApiError, CloudClient
+from exporter.config import (
+    AkSkCredentials,
+    AnyCredentials,
+    Config,
+    DiscoverConfig,
+    EnvCredentials,
+    MetadataCredentials,
+    PasswordCredentials,
+    TargetConfig,
+)
+from exporter.credentials import CredentialProvider, IamPassword, MetadataKeys, StaticKeys
+from exporter.targets import Target, target_key
+
+log = logging.getLogger(__name__)
+
+# How each service is asked for in the DMS list-instances API, and the page sizes allowed.
+DMS_ENGINES = {"kafka": "kafka", "rabbitmq": "rabbitmq", "rocketmq": "reliability"}
+DCS_LIST_LIMIT = 100
+DMS_LIST_LIMIT = 50
+DMS_OFFSET_PAST_END = "DMS.40050010"
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceInfo:
+    """An instance as a list-instances API describes it."""
+
+    service: str
+    region: str
+    project_id: str
+    instance_id: str
+    name: str
+    engine: str
+    engine_version: str
+    status: str
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryHealth:
+    service: str
+    region: str
+    project_id: str  # empty while the project is not resolved
+    up: bool
+    error: str | None = None
+
+
+def _tags(raw: Any) -> tuple[tuple[str, str], ...]:
+    """Tags as `[{"key": k, "value": v}]` (the APIs) or as a mapping; anything else: none."""
+    if isinstance(raw, dict):
+        return tuple(sorted((str(k), str(v)) for k, v in raw.items()))
+    if isinstance(raw, list):
+        return tuple(
+            sorted(
+                (str(t.get("key")), str(t.get("value", "")))
+                for t in raw
+                if isinstance(t, dict) and t.get("key") is not None
+            )
+        )
+    return ()
+
+
+def matches(info: InstanceInfo, rules: DiscoverConfig) -> bool:
+    """Whether a discovered instance passes the name, status and tag filters."""
+    if rules.name_regex and not re.search(rules.name_regex, info.name):
+        return False
+    if rules.exclude_name_regex and re.search(rules.exclude_name_regex, info.name):
+        return False
+    if rules.statuses and info.status.upper() not in rules.statuses:
+        return False
+    tags = dict(info.tags)
+
+    def has(key: str, value: str) -> bool:
+        return key in tags and (value in ("", "*") or tags[key] == value)
+
+    if not all(has(k, v) for k, v in rules.tags.items()):
+        return False
+    return not any(has(k, v) for k, v in rules.exclude_tags.items())
+
+
+class ProviderCache:
+    """One credential provider per credentials and scope, shared by the sources that use it.
+
+    AK/SK and metadata keys are not tied to a project; an IAM token is, so password
+    credentials get one provider per region and project.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        metadata_http: httpx.AsyncClient,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.http = http
+        self.metadata_http = metadata_http
+        self.clock = clock
+        self._cache: dict[tuple[Any, ...], CredentialProvider] = {}
+
+    def get(self, creds: AnyCredentials, tc: TargetConfig) -> CredentialProvider:
+        key: tuple[Any, ...]
+        if isinstance(creds, PasswordCredentials):
+            key = (id(creds), tc.endpoint("iam"), tc.region, tc.project_id)
+        else:
+            key = (id(creds),)
+        provider = self._cache.get(key)
+        if provider is None:
+            provider = self._cache[key] = self._make(creds, tc)
+        return provider
+
+    def _make(self, creds: AnyCredentials, tc: TargetConfig) -> CredentialProvider:
+        if isinstance(creds, AkSkCredentials | EnvCredentials):
+            return StaticKeys(creds.access_key, creds.secret(), creds.token())
+        if isinstance(creds, MetadataCredentials):
+            return MetadataKeys(self.metadata_http, creds.url, self.clock)
+        return IamPassword(
+            self.http,
+            tc.endpoint("iam"),
+            creds.user,
+            creds.domain,
+            creds.secret(),
+            tc.region,
+            tc.project_id,
+            self.clock,
+        )
+
+
+class Source:
+    def __init__(
+        self, index: int, tc: TargetConfig, credentials: CredentialProvider, client: CloudClient
+    ) -> None:
+        self.index = index
+        self.config = tc
+        self.credentials = credentials
+        self.client = client
+        self.project_id: str | None = tc.project_id
+        self.project_error: str | None = None
+        # Per discovered service: the instances of the last listing that worked.
+        self.discovered: dict[str, list[InstanceInfo]] = {}
+        self.health: dict[str, DiscoveryHealth] = {}
+
+    @property
+    def region(self) -> str:
+        return self.config.region
+
+    @property
+    def services(self) -> set[str]:
+        """Every service this source has task lists of (or looks for)."""
+        found: set[str] = {i.service for i in self.config.instances}
+        if self.config.task_center:
+            found.add("dcs")
+        if self.config.discover is not None:
+            found.update(self.config.discover.services)
+        return found
+
+    def describe(self) -> str:
+        return f"targets[{self.index}] ({self.config.cloud} {self.region})"
+
+    # -- refreshing -----------------------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """Resolve the project if needed, then list instances if discovery is on.
+
+        Never raises: problems are logged and kept in `project_error` and `health`.
+        """
+        if self.project_id is None:
+            try:
+                self.project_id = await self._resolve_project()
+                self.project_error = None
+                log.info(
+                    "project resolved",
+                    extra={"fields": {"source": self.describe(), "project_id": self.project_id}},
+                )
+            except ApiError as exc:
+                self.project_error = str(exc)
+                log.error(
+                    "cannot resolve the project ID; set project_id to skip this step",
+                    extra={"fields": {"source": self.describe(), "error": str(exc)}},
+                )
+                return
+        if self.config.discover is None:
+            return
+        project = self.project_id
+        for service in self.config.discover.services:
+            try:
+                found = await self._list(service, project)
+            except ApiError as exc:
+                self.health[service] = DiscoveryHealth(
+                    service, self.region, project, False, str(exc)
+                )
+                log.warning(
+                    "listing instances failed; keeping the last list",
+                    extra={
+                        "fields": {"source": self.describe(), "service": service, "error": str(exc)}
+                    },
+                )
+                continue
+            self.discovered[service] = found
+            self.health[service] = DiscoveryHealth(service, self.region, project, True)
+            log.debug(
+                "instances listed",
+                extra={
+                    "fields": {"source": self.describe(), "service": service, "found": len(found)}
+                },
+            )
+
+    async def _resolve_project(self) -> str:
+        """The project named after the region, through IAM (an IAM token names it itself)."""
+        if isinstance(self.credentials, IamPassword):
+            await self.credentials.auth()
+            if self.credentials.project_id:
+                return self.credentials.project_id
+        body = await self.client.request_json(
+            self.config.endpoint("iam") + "/v3/projects",
+            {"name": self.region},
+            self.credentials,
+            "iam",
+            self.region,
+        )
+        projects = body.get("projects") if isinstance(body, dict) else None
+        if not isinstance(projects, list) or not projects or not isinstance(projects[0], dict):
+            raise ApiError(f"IAM knows no project named {self.region} for these credentials")
+        return str(projects[0]["id"])
+
+    async def _list(self, service: str, project: str) -> list[InstanceInfo]:
+        """Every instance of a service in the project, page by page."""
+        dcs = service == "dcs"
+        url = self.config.endpoint("dcs" if dcs else "dms") + f"/v2/{project}/instances"
+        limit = DCS_LIST_LIMIT if dcs else DMS_LIST_LIMIT
+        found: dict[str, InstanceInfo] = {}
+        offset = 0
+        while True:
+            params = {"offset": str(offset), "limit": str(limit)}
+            if not dcs:
+                params["engine"] = DMS_ENGINES[service]
+            try:
+                body = await self.client.request_json(
+                    url, params, self.credentials, service, self.region
+                )
+            except ApiError as exc:
+                if exc.code == DMS_OFFSET_PAST_END and offset > 0:
+                    break  # DMS's way of saying there is no further page
+                raise
+            raw = body.get("instances") if isinstance(body, dict) else None
+            if not isinstance(raw, list):
+                raise ApiError("unexpected answer from the list-instances API")
+            for item in raw:
+                info = self._instance(service, project, item)
+                if info is not None:
+                    found[info.instance_id] = info
+            total = body.get("instance_num")
+            offset += len(raw)
+            if not raw or len(raw) < limit or (isinstance(total, int) and offset >= total):
+                break
+            if offset > 100_000:
+                raise ApiError("the list-instances API does not stop paging")
+        return list(found.values())
+
+    def _instance(self, service: str, project: str, item: Any) -> InstanceInfo | None:
+        if not isinstance(item, dict) or not item.get("instance_id"):
+            return None
+        engine = str(item.get("engine") or "")
+        if service != "dcs" and engine and engine.lower() != DMS_ENGINES[service]:
+            return None  # a server that ignored the engine filter
+        return InstanceInfo(
+            service=service,
+            region=self.region,
+            project_id=project,
+            instance_id=str(item["instance_id"]),
+            name=str(item.get("name") or ""),
+            engine=engine,
+            engine_version=str(item.get("engine_version") or ""),
+            status=str(item.get("status") or ""),
+            tags=_tags(item.get("tags")),
+        )
+
+    # -- results --------------------------------------------------------------------------
+
+    def instance_infos(self) -> list[InstanceInfo]:
+        """The discovered instances that pass the filters (for `instance_info`)."""
+        rules = self.config.discover
+        if rules is None:
+            return []
+        return [i for infos in self.discovered.values() for i in infos if matches(i, rules)]
+
+    def discovery_health(self) -> list[DiscoveryHealth]:
+        if self.project_id is None:
+            return [
+                DiscoveryHealth(s, self.region, "", False, self.project_error)
+                for s in sorted(self.services)
+            ]
+        return sorted(self.health.values(), key=lambda h: h.service)
+
+    def targets(self) -> list[Target]:
+        """The task lists to poll now: configured instances, discovered ones, task center."""
+        project = self.project_id
+        if project is None:
+            return []
+        tc = self.config
+        wanted: dict[str, tuple[str, str]] = {}  # instance id -> (service, name)
+        for info in self.instance_infos():
+            wanted[info.instance_id] = (info.service, info.name)
+        for inst in tc.instances:  # configured entries win, and their names
+            found = wanted.get(inst.id)
+            wanted[inst.id] = (inst.service, inst.name or (found[1] if found else ""))
+        out: list[Target] = []
+        if tc.task_center:
+            out.append(self._target("task_center", "dcs", project, "", ""))
+        for instance_id, (service, name) in wanted.items():
+            out.append(self._target("instance", service, project, instance_id, name))
+        return out
+
+    def _target(self, kind: Any, service: str, project: str, instance_id: str, name: str) -> Target:
+        dialect = "dcs" if service == "dcs" else "dms"
+        return Target(
+            key=target_key(kind, service, self.region, project, instance_id),
+            kind=kind,
+            service=service,
+            region=self.region,
+            project_id=project,
+            instance_id=instance_id,
+            instance_name=name,
+            base_url=self.config.endpoint(dialect),  # type: ignore[arg-type]
+            credentials=self.credentials,
+        )
+
+
+def build_sources(config: Config, providers: ProviderCache, client: CloudClient) -> list[Source]:
+    return [
+        Source(i, tc, providers.get(config.credentials_for(tc), tc), client)
+        for i, tc in enumerate(config.targets)
+    ]
+
+
+def all_targets(sources: Iterable[Source]) -> list[Target]:
+    """Every source's targets; a task list claimed twice (two sources) is polled once."""
+    seen: dict[str, Target] = {}
+    for source in sources:
+        for target in source.targets():
+            if target.key in seen:
+                log.warning(
+                    "task list configured twice; polling it once",
+                    extra={"fields": {"target": target.key}},
+                )
+                continue
+            seen[target.key] = target
+    return list(seen.values())
