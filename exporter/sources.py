@@ -28,7 +28,13 @@ from exporter.config import (
     PasswordCredentials,
     TargetConfig,
 )
-from exporter.credentials import CredentialProvider, IamPassword, MetadataKeys, StaticKeys
+from exporter.credentials import (
+    CredentialError,
+    CredentialProvider,
+    IamPassword,
+    MetadataKeys,
+    StaticKeys,
+)
 from exporter.targets import Target, target_key
 
 log = logging.getLogger(__name__)
@@ -181,6 +187,15 @@ class Source:
 
         Never raises: problems are logged and kept in `project_error` and `health`.
         """
+        try:
+            await self._refresh()
+        except Exception:  # a bug must not stop the other sources or the polls
+            log.exception(
+                "unexpected error while refreshing a source",
+                extra={"fields": {"source": self.describe()}},
+            )
+
+    async def _refresh(self) -> None:
         if self.project_id is None:
             try:
                 self.project_id = await self._resolve_project()
@@ -225,7 +240,10 @@ class Source:
     async def _resolve_project(self) -> str:
         """The project named after the region, through IAM (an IAM token names it itself)."""
         if isinstance(self.credentials, IamPassword):
-            await self.credentials.auth()
+            try:
+                await self.credentials.auth()
+            except CredentialError as exc:
+                raise ApiError(f"credentials: {exc}") from None
             if self.credentials.project_id:
                 return self.credentials.project_id
         body = await self.client.request_json(
