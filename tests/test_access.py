@@ -338,6 +338,15 @@ def test_iam_password_token_is_renewed_and_names_the_project(
     requests = w.requests_for(inst.id)
     assert {r.access_key for r in requests} == {"token"}
     assert [r for r in requests if r.status != 200] == []
+    # IAM revokes every token before its time: the next request gets a 401, the exporter
+    # fetches a new token and repeats the request; no poll fails.
+    w.options.iam_token_ttl = 3600.0
+    issued = w.tokens_issued
+    with w.lock:
+        w.tokens.clear()
+    _steady(proc, {inst.id}, 3)
+    assert w.tokens_issued == issued + 1
+    assert [r.status for r in w.requests_for(inst.id) if r.status != 200] == [401]
 
 
 def test_credential_problems_down_only_their_targets(sim: Sim, tmp_path: Path) -> None:
