@@ -21,6 +21,7 @@ from exporter.metrics import TaskCollector
 from exporter.poller import Poller
 from exporter.selfmetrics import SelfMetrics
 from exporter.server import App, HttpServer
+from exporter.sharding import UNSHARDED, Shard
 from exporter.snapshot import SnapshotStore
 from exporter.sources import ProviderCache, Source, all_targets, build_sources
 from exporter.state import StateStore
@@ -31,7 +32,8 @@ METADATA_TIMEOUT = 5.0
 
 
 class Exporter:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, shard: Shard = UNSHARDED) -> None:
+        self.shard = shard
         for secret in config.secrets():
             register_secret(secret)
         self.config = config
@@ -42,6 +44,7 @@ class Exporter:
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=False)
         self.metrics = SelfMetrics(self.registry)
+        self.metrics.shard_info.labels(str(shard.index), str(shard.count)).set(1)
         self.snapshots = SnapshotStore(
             config.metrics.duration_buckets,
             config.metrics.duration_by_instance,
@@ -97,10 +100,12 @@ class Exporter:
             yield poller, sources
 
     def _apply(self, poller: Poller, sources: list[Source]) -> None:
-        poller.set_targets(all_targets(sources))
+        poller.set_targets(all_targets(sources, self.shard))
+        # Every shard lists the instances (each needs them to find its own); one exports them.
+        owned = [s for s in sources if self.shard.owns(s.owner_key)]
         self.snapshots.publish_discovery(
-            [i for s in sources for i in s.instance_infos()],
-            [h for s in sources for h in s.discovery_health()],
+            [i for s in owned for i in s.instance_infos()],
+            [h for s in owned for h in s.discovery_health()],
         )
 
     @staticmethod
@@ -116,7 +121,9 @@ class Exporter:
         async with self._running() as (poller, sources):
             await self._refresh_all(poller, sources)
             ok = await poller.poll_all_once()
-            healthy = all(h.up for s in sources for h in s.discovery_health())
+            healthy = all(
+                h.up for s in sources for h in s.discovery_health() if self.shard.owns(s.owner_key)
+            )
             return ok and healthy
 
     def exposition(self) -> bytes:

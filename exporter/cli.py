@@ -16,6 +16,7 @@ from exporter.app import Exporter
 from exporter.config import Config, ConfigError, load_config, load_config_text
 from exporter.logs import LEVELS, setup_logging
 from exporter.server import parse_listen_address
+from exporter.sharding import parse_shard
 from exporter.state import StateError
 
 DEFAULT_PORT = 10418
@@ -55,6 +56,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="poll a simulated cloud started in-process (no account needed)",
     )
+    p.add_argument(
+        "--shard.index",
+        dest="shard_index",
+        default="0",
+        metavar="N|auto",
+        help="this replica's shard, from 0; 'auto' takes a StatefulSet pod's ordinal "
+        "from the hostname (default 0)",
+    )
+    p.add_argument(
+        "--shard.count",
+        dest="shard_count",
+        type=int,
+        default=1,
+        metavar="N",
+        help="how many shards split the task lists (default 1: no sharding)",
+    )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
 
@@ -78,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--config.file is required (or --demo to try the exporter)")
     try:
         parse_listen_address(args.listen_address)
+        shard = parse_shard(args.shard_index, args.shard_count)
     except ValueError as exc:
         parser.error(str(exc))
 
@@ -94,13 +112,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     try:
-        exporter = Exporter(config)
+        exporter = Exporter(config, shard)
     except StateError as exc:
         log.error(str(exc))
         return 1
     try:
         if demo is not None:
             log.info("demo mode: polling a simulated cloud; no account is used")
+        if shard.count > 1:
+            log.info("sharding", extra={"fields": {"shard": shard.index, "of": shard.count}})
         if args.once:
             ok = asyncio.run(exporter.once())
             sys.stdout.write(exporter.exposition().decode("utf-8"))

@@ -60,6 +60,13 @@ class SelfMetrics:
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0),
             registry=registry,
         )
+        self.shard_info = Gauge(
+            PREFIX + "shard_info",
+            "Always 1: which shard of how many this replica is (--shard.index, --shard.count); "
+            "it polls the task lists whose instance ID hashes to its index.",
+            ["shard", "shard_count"],
+            registry=registry,
+        )
         build = Gauge(
             PREFIX + "build_info",
             "Always 1; the version of the exporter and of the Python running it.",

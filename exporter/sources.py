@@ -35,6 +35,7 @@ from exporter.credentials import (
     MetadataKeys,
     StaticKeys,
 )
+from exporter.sharding import UNSHARDED, Shard
 from exporter.targets import Target, target_key
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,12 @@ class Source:
     @property
     def region(self) -> str:
         return self.config.region
+
+    @property
+    def owner_key(self) -> str:
+        """What decides which shard polls the task center and exports discovery series."""
+        tc = self.config
+        return f"target/{tc.cloud}/{tc.region}/{tc.project_id or ''}"
 
     @property
     def services(self) -> set[str]:
@@ -368,11 +375,14 @@ def build_sources(config: Config, providers: ProviderCache, client: CloudClient)
     ]
 
 
-def all_targets(sources: Iterable[Source]) -> list[Target]:
-    """Every source's targets; a task list claimed twice (two sources) is polled once."""
+def all_targets(sources: Iterable[Source], shard: Shard = UNSHARDED) -> list[Target]:
+    """This shard's targets of every source; a task list claimed twice is polled once."""
     seen: dict[str, Target] = {}
     for source in sources:
         for target in source.targets():
+            owner = source.owner_key if target.kind == "task_center" else target.instance_id
+            if not shard.owns(owner):
+                continue
             if target.key in seen:
                 log.warning(
                     "task list configured twice; polling it once",
