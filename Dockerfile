@@ -16,7 +16,7 @@ RUN groupadd --system --gid 10418 exporter \
     && install -d -o exporter -g exporter -m 0750 /var/lib/huaweicloud-task-exporter \
     && install -d -m 0755 /etc/huaweicloud-task-exporter
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links=/wheels huaweicloud-task-exporter \
+RUN pip install --no-cache-dir --no-index --find-links=/wheels /wheels/huaweicloud_task_exporter-*.whl \
     && rm -rf /wheels
 USER 10418:10418
 WORKDIR /var/lib/huaweicloud-task-exporter
