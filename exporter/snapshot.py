@@ -1,8 +1,8 @@
 """Immutable snapshots of what the poller knows, the only thing a scrape ever reads.
 
-The poller publishes a new `TargetSnapshot` after each poll and new histogram series after
-each commit; the collector reads whatever is current. Publishing swaps one reference, so a
-scrape never waits on a poll and never sees half of one.
+The poller records each poll's results here and marks the snapshot stale; a read rebuilds
+it (at most once per change) under a lock held only for that in-memory work. A scrape thus
+never waits on a poll's requests or commits, and never sees half of a poll.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ class ExporterSnapshot:
 
 
 class SnapshotStore:
-    """Holds the current snapshot; writers serialize on a lock, readers never block.
+    """Holds what the poller knows; readers get an immutable snapshot of it.
 
     The set of targets changes at run time (discovery): a removed target's series go with it.
     """
@@ -178,7 +178,8 @@ class SnapshotStore:
             poll_interval=poll_interval,
         )
         self._discovery: tuple[tuple[InstanceInfo, ...], tuple[DiscoveryHealth, ...]] = ((), ())
-        self.current = self._base
+        self._current = self._base
+        self._dirty = False
         self.set_targets(targets)
 
     def _labels_of(self, t: Target) -> tuple[str, ...]:
@@ -203,7 +204,7 @@ class SnapshotStore:
                 prefix = (t.service, t.region, t.project_id, t.source)
                 key = (*prefix, t.instance_id if self._by_instance else "")
                 self._series_labels[key] = self._labels_of(t)
-            self._republish()
+            self._dirty = True
 
     def keys(self) -> set[str]:
         return set(self._targets)
@@ -218,26 +219,26 @@ class SnapshotStore:
             self._targets[snap.target.key] = replace(
                 snap, target=self._targets[snap.target.key].target
             )
-            self._republish()
+            self._dirty = True
 
     def update_target(self, key: str, **changes: object) -> None:
         with self._lock:
             if key not in self._targets:
                 return
             self._targets[key] = replace(self._targets[key], **changes)  # type: ignore[arg-type]
-            self._republish()
+            self._dirty = True
 
     def publish_discovery(
         self, instances: Sequence[InstanceInfo], health: Sequence[DiscoveryHealth]
     ) -> None:
         with self._lock:
             self._discovery = (tuple(instances), tuple(health))
-            self._republish()
+            self._dirty = True
 
     def load_histograms(self, rows: Iterable[HistogramRow]) -> None:
         with self._lock:
             self._hist = {r.series: (tuple(json.loads(r.series)), r) for r in rows}
-            self._republish()
+            self._dirty = True
 
     def add_histograms(self, deltas: Mapping[str, HistogramDelta]) -> None:
         """Apply a committed poll's observations (only ever after the commit succeeded)."""
@@ -262,9 +263,22 @@ class SnapshotStore:
                         ),
                     )
             self._hist = rows
-            self._republish()
+            self._dirty = True
 
-    def _republish(self) -> None:
+    @property
+    def current(self) -> ExporterSnapshot:
+        """The snapshot as of now, rebuilt at most once per read after any change.
+
+        Polls only mark the snapshot stale, so a poll costs the same whatever the fleet's
+        size; the rebuild (all targets, all histogram series) happens once per scrape.
+        """
+        with self._lock:
+            if self._dirty:
+                self._rebuild()
+                self._dirty = False
+            return self._current
+
+    def _rebuild(self) -> None:
         mode = "instance" if self._by_instance else "aggregate"
         series: list[HistogramSeries] = []
         for key, row in self._hist.values():
@@ -291,7 +305,7 @@ class SnapshotStore:
                         series.append(HistogramSeries(hkey, zero, 0.0, 0))
         series.sort(key=lambda s: s.labels)
         targets = sorted(self._targets.values(), key=lambda s: self._order[s.target.key])
-        self.current = replace(
+        self._current = replace(
             self._base,
             targets=tuple(targets),
             histograms=tuple(series),
