@@ -75,7 +75,9 @@ def _get(url: str, timeout: float = 30) -> tuple[int, bytes]:
         return 0, b""
 
 
-def run(instances: int, poll_interval: str, measure: float, workdir: Path) -> Result:
+def run(
+    instances: int, poll_interval: str, measure: float, scrape_every: float, workdir: Path
+) -> Result:
     secret = secrets.token_hex(20)
     world = generated_world(instances, secret, seed=instances)
     now = time.time()
@@ -145,12 +147,15 @@ def run(instances: int, poll_interval: str, measure: float, workdir: Path) -> Re
             _, cpu0 = _rss_and_cpu(proc.pid)
             t0 = time.monotonic()
             body = b""
+            next_scrape = t0
             while time.monotonic() - t0 < measure:
                 rss, _ = _rss_and_cpu(proc.pid)
                 rss_samples.append(rss)
-                s0 = time.monotonic()
-                _, body = _get(base + "/metrics")
-                scrape_ms.append((time.monotonic() - s0) * 1000)
+                if time.monotonic() >= next_scrape:  # as often as Prometheus would scrape
+                    s0 = time.monotonic()
+                    _, body = _get(base + "/metrics")
+                    scrape_ms.append((time.monotonic() - s0) * 1000)
+                    next_scrape = s0 + scrape_every
                 time.sleep(1.0)
             rss_end, cpu1 = _rss_and_cpu(proc.pid)
             elapsed = time.monotonic() - t0
@@ -192,10 +197,17 @@ def main() -> int:
     parser.add_argument("--sizes", default="50,200,500,1000")
     parser.add_argument("--poll-interval", default="15s")
     parser.add_argument("--measure", type=float, default=30.0, help="seconds of sampling")
+    parser.add_argument(
+        "--scrape-interval",
+        type=float,
+        default=15.0,
+        help="seconds between scrapes of /metrics while sampling (as Prometheus would)",
+    )
     args = parser.parse_args()
     print(
-        f"poll_interval={args.poll_interval}, {args.measure:.0f}s of sampling after the first "
-        f"poll round, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
+        f"poll_interval={args.poll_interval}, scrape every {args.scrape_interval:g}s, "
+        f"{args.measure:.0f}s of sampling after the first poll round, "
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
     )
     header = (
         "instances",
@@ -216,7 +228,7 @@ def main() -> int:
     print("|" + "---|" * len(header))
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
         for size in (int(s) for s in args.sizes.split(",")):
-            r = run(size, args.poll_interval, args.measure, Path(tmp))
+            r = run(size, args.poll_interval, args.measure, args.scrape_interval, Path(tmp))
             row = (
                 r.instances,
                 f"{r.ready_s:.1f}",

@@ -85,6 +85,13 @@ def _read_secret_file(path: Path) -> str:
     return text
 
 
+def _secret_or_file(value: SecretStr | None, path: Path | None) -> str | None:
+    """A secret given inline or in a file of its own (read each time: files get rotated)."""
+    if path is not None:
+        return _read_secret_file(path)
+    return value.get_secret_value() if value is not None else None
+
+
 class _SecretFiles(StrictModel):
     @field_validator("*", mode="after")
     @classmethod
@@ -119,17 +126,12 @@ class AkSkCredentials(_SecretFiles):
         return self
 
     def secret(self) -> str:
-        if self.secret_key_file is not None:
-            return _read_secret_file(self.secret_key_file)
-        assert self.secret_key is not None
-        return self.secret_key.get_secret_value()
+        value = _secret_or_file(self.secret_key, self.secret_key_file)
+        assert value is not None  # one of the two is set: checked above
+        return value
 
     def token(self) -> str | None:
-        if self.security_token_file is not None:
-            return _read_secret_file(self.security_token_file)
-        if self.security_token is not None:
-            return self.security_token.get_secret_value() or None
-        return None
+        return _secret_or_file(self.security_token, self.security_token_file) or None
 
 
 ENV_AK = "HUAWEICLOUD_SDK_AK"
@@ -193,10 +195,9 @@ class PasswordCredentials(_SecretFiles):
         return self
 
     def secret(self) -> str:
-        if self.password_file is not None:
-            return _read_secret_file(self.password_file)
-        assert self.password is not None
-        return self.password.get_secret_value()
+        value = _secret_or_file(self.password, self.password_file)
+        assert value is not None  # one of the two is set: checked above
+        return value
 
 
 CREDENTIAL_SOURCES = ("aksk", "env", "metadata", "password")

@@ -34,6 +34,11 @@ INSTANCE = FLEET + ', instance_id="$instance"'
 API = 'region=~"$region", cloud_service=~"$service"'
 # The labels that identify a task list; `max by` them folds identical exporter replicas.
 TARGET = "cloud_service, region, project_id, instance_id, instance_name"
+# Table columns of the target labels, in this order, under their own names.
+TARGET_COLUMNS = {
+    label: label
+    for label in ("cloud_service", "region", "project_id", "instance_name", "instance_id")
+}
 FAILED = 'status=~"FAILED|DELETED"'
 UNFINISHED = 'status=~"CREATED|WAITING|EXECUTING"'
 INCREASE_10M = "huaweicloud_task:finished:increase10m"
@@ -665,11 +670,7 @@ def overview() -> Json:
             "own. Click an instance to open its dashboard.",
             [target(f"sort_desc({UNFINISHED_AGE}{{{FLEET}}})", table=True)],
             rename={
-                "cloud_service": "cloud_service",
-                "region": "region",
-                "project_id": "project_id",
-                "instance_name": "instance_name",
-                "instance_id": "instance_id",
+                **TARGET_COLUMNS,
                 "task_name": "task_name",
                 "Value": "Age",
             },
@@ -799,11 +800,7 @@ def overview() -> Json:
                 ),
             ],
             rename={
-                "cloud_service": "cloud_service",
-                "region": "region",
-                "project_id": "project_id",
-                "instance_name": "instance_name",
-                "instance_id": "instance_id",
+                **TARGET_COLUMNS,
                 "Value #A": "Up",
                 "Value #B": "Since last success",
                 "Value #C": "Last poll took",
@@ -886,6 +883,32 @@ def overview() -> Json:
         ),
         12,
         8,
+    )
+    grid.add(
+        table(
+            "Replicas and shards",
+            "Each exporter replica Prometheus scrapes (its scrape address), the shard it is "
+            "(--shard.index of --shard.count) and how many task lists it polls. Replicas "
+            "sharing a shard poll the same task lists, for availability.",
+            [
+                target(
+                    f"count by (instance) (huaweicloud_task_up{{{FLEET}}}) "
+                    "* on (instance) group_left (shard, shard_count) "
+                    "max by (instance, shard, shard_count) (huaweicloud_task_shard_info)",
+                    ref="A",
+                    table=True,
+                )
+            ],
+            rename={
+                "instance": "Replica",
+                "shard": "Shard",
+                "shard_count": "Of",
+                "Value": "Task lists",
+            },
+            sort_by=("Shard", False),
+        ),
+        24,
+        6,
     )
     return dashboard(
         OVERVIEW_UID,

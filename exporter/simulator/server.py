@@ -19,6 +19,7 @@ import re
 import socket
 import ssl
 import struct
+import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -724,6 +725,12 @@ class _SimHTTPServer(ThreadingHTTPServer):
             self.socket = tls.wrap_socket(
                 self.socket, server_side=True, do_handshake_on_connect=False
             )
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client hanging up (an exporter stopped or killed) is normal here, not an error."""
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError | ssl.SSLError):
+            return
+        super().handle_error(request, client_address)
 
     def finish_request(
         self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
