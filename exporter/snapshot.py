@@ -206,12 +206,6 @@ class SnapshotStore:
                 self._series_labels[key] = self._labels_of(t)
             self._dirty = True
 
-    def keys(self) -> set[str]:
-        return set(self._targets)
-
-    def target(self, key: str) -> TargetSnapshot:
-        return self._targets[key]
-
     def publish_target(self, snap: TargetSnapshot) -> None:
         with self._lock:
             if snap.target.key not in self._targets:
@@ -245,15 +239,14 @@ class SnapshotStore:
         if not deltas:
             return
         with self._lock:
-            rows = dict(self._hist)
             for series, d in deltas.items():
-                found = rows.get(series)
+                found = self._hist.get(series)
                 if found is None:
                     row = HistogramRow(series, tuple(d.buckets), d.sum, d.count)
-                    rows[series] = (tuple(json.loads(series)), row)
+                    self._hist[series] = (tuple(json.loads(series)), row)
                 else:
                     key, old = found
-                    rows[series] = (
+                    self._hist[series] = (
                         key,
                         HistogramRow(
                             series,
@@ -262,7 +255,6 @@ class SnapshotStore:
                             old.count + d.count,
                         ),
                     )
-            self._hist = rows
             self._dirty = True
 
     @property
