@@ -93,20 +93,25 @@ class Exporter:
             # their task lists at once; the others after their first refresh.
             self._apply(poller, sources)
             for source in sources:
-                for service in sorted(source.services):
-                    if service in {"dcs", "kafka", "rabbitmq", "rocketmq"}:
-                        # Present at 0 from the start: healthy means "no throttling".
-                        self.metrics.api_throttled.labels(service, source.region)
+                for service in source.services:
+                    # Present at 0 from the start: healthy means "no throttling".
+                    self.metrics.api_throttled.labels(service, source.region)
             yield poller, sources
 
     def _apply(self, poller: Poller, sources: list[Source]) -> None:
         poller.set_targets(all_targets(sources, self.shard))
-        # Every shard lists the instances (each needs them to find its own); one exports them.
-        owned = [s for s in sources if self.shard.owns(s.owner_key)]
+        owned = self._owned(sources)
         self.snapshots.publish_discovery(
             [i for s in owned for i in s.instance_infos()],
             [h for s in owned for h in s.discovery_health()],
         )
+
+    def _owned(self, sources: list[Source]) -> list[Source]:
+        """The sources whose discovery this shard reports.
+
+        Every shard lists the instances (each needs them to find its own); one reports them.
+        """
+        return [s for s in sources if self.shard.owns(s.owner_key)]
 
     @staticmethod
     def _needs_refresh(source: Source) -> bool:
@@ -121,9 +126,7 @@ class Exporter:
         async with self._running() as (poller, sources):
             await self._refresh_all(poller, sources)
             ok = await poller.poll_all_once()
-            healthy = all(
-                h.up for s in sources for h in s.discovery_health() if self.shard.owns(s.owner_key)
-            )
+            healthy = all(h.up for s in self._owned(sources) for h in s.discovery_health())
             return ok and healthy
 
     def exposition(self) -> bytes:

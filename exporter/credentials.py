@@ -163,6 +163,12 @@ class MetadataKeys(_Renewing):
         self._url = url.rstrip("/")
         self._session: tuple[str, float] | None = None  # metadata token and its expiry
 
+    def _unreachable(self, exc: Exception) -> CredentialError:
+        return CredentialError(
+            f"the ECS metadata service at {self._url} is not reachable "
+            f"({type(exc).__name__}); is this an ECS or CCE node?"
+        )
+
     async def _session_token(self) -> str | None:
         now = self._clock()
         if self._session is not None and now < self._session[1]:
@@ -173,10 +179,7 @@ class MetadataKeys(_Renewing):
                 headers={"X-Metadata-Token-Ttl-Seconds": str(METADATA_TOKEN_TTL)},
             )
         except httpx.HTTPError as exc:
-            raise CredentialError(
-                f"the ECS metadata service at {self._url} is not reachable "
-                f"({type(exc).__name__}); is this an ECS or CCE node?"
-            ) from None
+            raise self._unreachable(exc) from None
         if response.status_code in (404, 405, 503):
             return None
         if response.status_code != 200:
@@ -194,10 +197,7 @@ class MetadataKeys(_Renewing):
                 f"{self._url}/openstack/latest/securitykey", headers=headers
             )
         except httpx.HTTPError as exc:
-            raise CredentialError(
-                f"the ECS metadata service at {self._url} is not reachable "
-                f"({type(exc).__name__}); is this an ECS or CCE node?"
-            ) from None
+            raise self._unreachable(exc) from None
         if response.status_code == 401 and "agency" in response.text.lower():
             raise CredentialError(
                 "no agency is attached to this ECS: bind an IAM agency with the exporter's "

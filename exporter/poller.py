@@ -21,13 +21,19 @@ import logging
 import math
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from exporter.cloudapi import ApiError, CloudClient
 from exporter.config import Config
 from exporter.selfmetrics import SelfMetrics
-from exporter.snapshot import SnapshotStore, TargetSnapshot, histogram_series_key, summarize
+from exporter.snapshot import (
+    SnapshotStore,
+    TargetSnapshot,
+    TaskSummary,
+    histogram_series_key,
+    summarize,
+)
 from exporter.state import HistogramDelta, PollCommit, StateError, StateStore, TargetState, TaskRow
 from exporter.targets import Target
 from exporter.tasks import ZERO_INITIALIZED_STATUSES, Task, is_finished, is_unfinished
@@ -163,7 +169,6 @@ class Poller:
         self.clock = clock
         self.sem = asyncio.Semaphore(config.http.max_concurrency)
         self.started_monotonic = time.monotonic()
-        self.last_poll_finished: float | None = None  # monotonic
         self.last_activity: float | None = None  # monotonic: a poll or a source refresh
         self.sources_ready = True  # the app sets it False until the first source refresh
         self._attempted: set[str] = set()
@@ -188,13 +193,22 @@ class Poller:
             TargetSnapshot(
                 target,
                 last_success=state.last_success,
-                summary=summarize(
-                    state.tasks.values(),
-                    state.finished,
-                    self.clock() - self.config.lookback,
-                    ZERO_INITIALIZED_STATUSES[target.dialect],
-                ),
+                summary=self._summary(target, state.tasks, state.finished, self.clock()),
             )
+        )
+
+    def _summary(
+        self,
+        target: Target,
+        tasks: Mapping[str, TaskRow],
+        finished: Mapping[tuple[str, str], int],
+        now: float,
+    ) -> TaskSummary:
+        return summarize(
+            tasks.values(),
+            finished,
+            now - self.config.lookback,
+            ZERO_INITIALIZED_STATUSES[target.dialect],
         )
 
     def set_targets(self, targets: Sequence[Target]) -> None:
@@ -263,12 +277,7 @@ class Poller:
             finished = dict(state.finished)
             for key, n in merged.commit.finished.items():
                 finished[key] = finished.get(key, 0) + n
-            summary = summarize(
-                merged.tasks.values(),
-                finished,
-                now - self.config.lookback,
-                ZERO_INITIALIZED_STATUSES[target.dialect],
-            )
+            summary = self._summary(target, merged.tasks, finished, now)
             self.snapshots.publish_target(
                 TargetSnapshot(
                     target,
@@ -308,7 +317,7 @@ class Poller:
             )
             error = f"internal error: {type(exc).__name__}"
         finally:
-            self.last_poll_finished = self.last_activity = time.monotonic()
+            self.last_activity = time.monotonic()
             self._attempted.add(target.key)
         log.warning("poll failed", extra={"fields": {"target": target.key, "error": error}})
         self.snapshots.update_target(
@@ -378,7 +387,7 @@ class Poller:
     def healthy(self) -> tuple[bool, str]:
         """Alive when some poll finished within three intervals (or we just started)."""
         limit = 3 * self.config.poll_interval
-        ref = max(self.last_poll_finished or 0.0, self.last_activity or 0.0, self.started_monotonic)
+        ref = max(self.last_activity or 0.0, self.started_monotonic)
         age = time.monotonic() - ref
         if age > limit:
             return False, f"no poll finished for {age:.0f}s (limit {limit:.0f}s)"
