@@ -16,8 +16,9 @@ from prometheus_client import CollectorRegistry, disable_created_metrics, genera
 from exporter import __version__
 from exporter.cloudapi import CloudClient
 from exporter.config import Config
+from exporter.exposition import MetricsApp
 from exporter.logs import register_secret
-from exporter.metrics import TaskCollector
+from exporter.metrics import TaskFamilies
 from exporter.poller import Poller
 from exporter.selfmetrics import SelfMetrics
 from exporter.server import App, HttpServer
@@ -45,12 +46,11 @@ class Exporter:
         self.registry = CollectorRegistry(auto_describe=False)
         self.metrics = SelfMetrics(self.registry)
         self.metrics.shard_info.labels(str(shard.index), str(shard.count)).set(1)
+        self.families = TaskFamilies(config.poll_interval, config.metrics.duration_by_instance)
         self.snapshots = SnapshotStore(
-            config.metrics.duration_buckets,
-            config.metrics.duration_by_instance,
-            config.poll_interval,
+            config.metrics.duration_buckets, config.metrics.duration_by_instance, self.families
         )
-        self.registry.register(TaskCollector(self.snapshots))
+        self.metrics_app = MetricsApp(self.snapshots.exposition, self.registry)
         if not config.http.tls_verify:
             log.warning(
                 "TLS verification is off (http.tls_verify: false): the exporter "
@@ -130,7 +130,8 @@ class Exporter:
             return ok and healthy
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        """The text format, as `/metrics` serves it."""
+        return b"".join(self.snapshots.exposition.render(False)) + generate_latest(self.registry)
 
     async def _source_loop(
         self, source: Source, poller: Poller, sources: list[Source], stop: asyncio.Event
@@ -158,7 +159,7 @@ class Exporter:
             loop.add_signal_handler(sig, stop.set)
         async with self._running() as (poller, sources):
             server = HttpServer(
-                App(self.registry, self.snapshots, poller.healthy, poller.ready),
+                App(self.metrics_app, self.snapshots, poller.healthy, poller.ready),
                 listen_address,
             )
             server.start()

@@ -1,13 +1,17 @@
-"""The task metrics: a custom collector rendering the current snapshot at scrape time.
+"""The task metric families, declared once, and the sample lines they render to.
 
-A scrape never calls the cloud. Series exist only for what the snapshot holds, so the series
-of a target removed from the configuration, or of a task name gone from the lookback window,
-disappear by themselves.
+Each family is declared here with its name, type, help and labels; the pre-rendered
+exposition (`exporter.exposition`), its `describe()` and the reference rendering through
+prometheus_client (`TaskCollector`, which tests compare against) all derive from these
+declarations. Lines are rendered when what they show changes (`exporter.snapshot`), never
+at scrape time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -16,152 +20,400 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString as _float_to_go_string
 
 from exporter.config import format_duration
 from exporter.selfmetrics import PREFIX
-from exporter.snapshot import ExporterSnapshot, SnapshotStore
 from exporter.targets import TARGET_LABELS
+
+if TYPE_CHECKING:
+    from exporter.counting import TaskSummary
+    from exporter.snapshot import ExporterSnapshot, SnapshotStore
+    from exporter.sources import DiscoveryHealth, InstanceInfo
+
+FamilyType = Literal["gauge", "counter", "histogram"]
 
 TASK_LABELS = (*TARGET_LABELS, "task_name", "status")
 NAME_LABELS = (*TARGET_LABELS, "task_name")
+HISTOGRAM_LABELS = ("cloud_service", "region", "project_id", "source", "task_name", "status")
+HISTOGRAM_LABELS_BY_INSTANCE = (
+    "cloud_service",
+    "region",
+    "project_id",
+    "source",
+    "instance_id",
+    "instance_name",
+    "task_name",
+    "status",
+)
+INFO_LABELS = (*TARGET_LABELS, "engine", "engine_version", "instance_status")
+DISCOVERY_LABELS = ("cloud_service", "region", "project_id")
+
+_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "gauge": ("",),
+    "counter": ("_total",),
+    "histogram": ("_bucket", "_count", "_sum"),
+}
 
 
-def _bg(snapshot: ExporterSnapshot) -> str:
-    return f" Polled in the background every {format_duration(snapshot.poll_interval)}."
+def escape_label_value(value: str) -> str:
+    """The text formats' escaping of a label value: backslash, double quote, newline."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _fmt_bound(bound: float) -> str:
+def render_labels(names: Sequence[str], values: Sequence[str]) -> str:
+    """`a="x",b="y"`: label pairs as they appear between the braces of a sample line."""
+    return ",".join(f'{n}="{escape_label_value(v)}"' for n, v in zip(names, values, strict=True))
+
+
+def floatToGoString(value: float) -> str:
+    """A sample value as Go (and so Prometheus) writes it, through prometheus_client."""
+    return str(_float_to_go_string(value))  # type: ignore[no-untyped-call]
+
+
+def format_bound(bound: float) -> str:
+    """A bucket's `le` value, as the collector has always written it."""
     return repr(float(bound))
 
 
-class TaskCollector(Collector):
-    def __init__(self, snapshots: SnapshotStore) -> None:
-        self.snapshots = snapshots
+@dataclass(frozen=True)
+class Family:
+    """One metric family: everything needed to render its header and its samples."""
 
-    def describe(self) -> list[Metric]:
-        # Empty on purpose: the registry must not call collect() at registration.
-        return []
+    name: str  # without the `_total` of a counter's samples
+    type: FamilyType
+    help: str
+    labels: tuple[str, ...]
 
-    def collect(self) -> Iterator[Metric]:
-        snap = self.snapshots.current
-        bg = _bg(snap)
-        recent = GaugeMetricFamily(
+    @property
+    def sample_names(self) -> tuple[str, ...]:
+        return tuple(self.name + s for s in _SUFFIXES[self.type])
+
+    def header(self, openmetrics: bool) -> bytes:
+        """`# HELP` and `# TYPE` in either format (the text format names a counter `_total`)."""
+        if openmetrics:
+            name = self.name
+            text = self.help.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+        else:
+            name = self.name + "_total" if self.type == "counter" else self.name
+            text = self.help.replace("\\", "\\\\").replace("\n", "\\n")
+        return f"# HELP {name} {text}\n# TYPE {name} {self.type}\n".encode()
+
+    def prometheus_family(self) -> Metric:
+        """The family as a prometheus_client object without samples (for `describe()`)."""
+        if self.type == "counter":
+            return CounterMetricFamily(self.name, self.help, labels=self.labels)
+        if self.type == "histogram":
+            return HistogramMetricFamily(self.name, self.help, labels=self.labels)
+        return GaugeMetricFamily(self.name, self.help, labels=self.labels)
+
+
+class TaskFamilies:
+    """The task families of one exporter: help texts name its poll interval, and the
+    histogram's labels depend on `metrics.duration_by_instance`."""
+
+    def __init__(self, poll_interval: float, by_instance: bool) -> None:
+        bg = f" Polled in the background every {format_duration(poll_interval)}."
+        self.recent = Family(
             PREFIX + "recent_tasks",
+            "gauge",
             "Tasks created within the lookback window, by task name and current status." + bg,
-            labels=TASK_LABELS,
+            TASK_LABELS,
         )
-        finished = CounterMetricFamily(
+        self.finished = Family(
             PREFIX + "finished",
+            "counter",
             "Tasks that reached a finished status (SUCCESS, FAILED, DELETED, CANCELLED or any "
             "other final status), counted once per task ID; tasks already finished at the "
             "first poll are not counted. Survives restarts." + bg,
-            labels=TASK_LABELS,
+            TASK_LABELS,
         )
-        last_duration = GaugeMetricFamily(
-            PREFIX + "last_duration_seconds",
-            "updated_at - created_at of the most recently finished task of this name." + bg,
-            labels=NAME_LABELS,
-        )
-        last_finished = GaugeMetricFamily(
-            PREFIX + "last_finished_timestamp_seconds",
-            "When the most recently finished task of this name finished (its updated_at)." + bg,
-            labels=NAME_LABELS,
-        )
-        last_status = GaugeMetricFamily(
-            PREFIX + "last_status",
-            "1 for the status of the most recently created task of this name; no other "
-            "status has a series." + bg,
-            labels=TASK_LABELS,
-        )
-        oldest = GaugeMetricFamily(
-            PREFIX + "oldest_unfinished_start_timestamp_seconds",
-            "created_at of the oldest task of this name still CREATED, WAITING or EXECUTING; "
-            "absent when there is none." + bg,
-            labels=NAME_LABELS,
-        )
-        up = GaugeMetricFamily(
-            PREFIX + "up",
-            "1 when the last poll of this task list succeeded, 0 when it failed.",
-            labels=TARGET_LABELS,
-        )
-        last_success = GaugeMetricFamily(
-            PREFIX + "last_poll_success_timestamp_seconds",
-            "When the last successful poll of this task list finished.",
-            labels=TARGET_LABELS,
-        )
-        poll_duration = GaugeMetricFamily(
-            PREFIX + "poll_duration_seconds",
-            "How long the last poll of this task list took, successful or not.",
-            labels=TARGET_LABELS,
-        )
-        for ts in snap.targets:
-            tl = list(ts.target.labels)
-            s = ts.summary
-            for name, status, count in s.recent:
-                recent.add_metric([*tl, name, status], count)
-            for name, status, count in s.finished:
-                finished.add_metric([*tl, name, status], count)
-            for name, duration, when in s.last_finished:
-                if duration is not None:
-                    last_duration.add_metric([*tl, name], duration)
-                last_finished.add_metric([*tl, name], when)
-            for name, status in s.last_status:
-                last_status.add_metric([*tl, name, status], 1)
-            for name, created in s.oldest_unfinished:
-                oldest.add_metric([*tl, name], created)
-            if ts.polled:
-                up.add_metric(tl, 1 if ts.up else 0)
-                if ts.poll_duration is not None:
-                    poll_duration.add_metric(tl, ts.poll_duration)
-            if ts.last_success is not None:
-                last_success.add_metric(tl, ts.last_success)
-
-        durations = HistogramMetricFamily(
+        self.durations = Family(
             PREFIX + "duration_seconds",
+            "histogram",
             "updated_at - created_at of each task counted in finished_total, observed once. "
             "Instances of a service share series unless metrics.duration_by_instance is set; "
             "source tells instance task lists from the task center." + bg,
-            labels=snap.histogram_labels,
+            HISTOGRAM_LABELS_BY_INSTANCE if by_instance else HISTOGRAM_LABELS,
         )
-        bounds = snap.bucket_bounds
-        for h in snap.histograms:
-            cumulative = 0
-            buckets: list[tuple[str, float]] = []
-            for bound, n in zip((*map(_fmt_bound, bounds), "+Inf"), h.buckets, strict=True):
-                cumulative += n
-                buckets.append((bound, cumulative))
-            durations.add_metric(list(h.labels), buckets, h.sum)
-
-        info = GaugeMetricFamily(
+        self.last_duration = Family(
+            PREFIX + "last_duration_seconds",
+            "gauge",
+            "updated_at - created_at of the most recently finished task of this name." + bg,
+            NAME_LABELS,
+        )
+        self.last_finished = Family(
+            PREFIX + "last_finished_timestamp_seconds",
+            "gauge",
+            "When the most recently finished task of this name finished (its updated_at)." + bg,
+            NAME_LABELS,
+        )
+        self.last_status = Family(
+            PREFIX + "last_status",
+            "gauge",
+            "1 for the status of the most recently created task of this name; no other "
+            "status has a series." + bg,
+            TASK_LABELS,
+        )
+        self.oldest = Family(
+            PREFIX + "oldest_unfinished_start_timestamp_seconds",
+            "gauge",
+            "created_at of the oldest task of this name still CREATED, WAITING or EXECUTING; "
+            "absent when there is none." + bg,
+            NAME_LABELS,
+        )
+        self.up = Family(
+            PREFIX + "up",
+            "gauge",
+            "1 when the last poll of this task list succeeded, 0 when it failed.",
+            TARGET_LABELS,
+        )
+        self.last_success = Family(
+            PREFIX + "last_poll_success_timestamp_seconds",
+            "gauge",
+            "When the last successful poll of this task list finished.",
+            TARGET_LABELS,
+        )
+        self.poll_duration = Family(
+            PREFIX + "poll_duration_seconds",
+            "gauge",
+            "How long the last poll of this task list took, successful or not.",
+            TARGET_LABELS,
+        )
+        self.info = Family(
             PREFIX + "instance_info",
+            "gauge",
             "Always 1: an instance found by discovery, with its engine, engine version and "
             "status as the list-instances API gives them.",
-            labels=(*TARGET_LABELS, "engine", "engine_version", "instance_status"),
+            INFO_LABELS,
         )
-        for i in snap.instances:
-            info.add_metric(
-                [
-                    i.service,
-                    i.region,
-                    i.project_id,
-                    i.instance_id,
-                    i.name,
-                    i.engine,
-                    i.engine_version,
-                    i.status,
-                ],
-                1,
-            )
-        discovery = GaugeMetricFamily(
+        self.discovery = Family(
             PREFIX + "discovery_up",
+            "gauge",
             "1 when the last listing of a service's instances (discovery) succeeded, 0 when it "
             "failed; project_id is empty while the project ID cannot be resolved.",
-            labels=("cloud_service", "region", "project_id"),
+            DISCOVERY_LABELS,
         )
-        for d in snap.discovery:
-            discovery.add_metric([d.service, d.region, d.project_id], 1 if d.up else 0)
+        # The order of the exposition.
+        self.all = (
+            self.recent,
+            self.finished,
+            self.durations,
+            self.last_duration,
+            self.last_finished,
+            self.last_status,
+            self.oldest,
+            self.up,
+            self.last_success,
+            self.poll_duration,
+            self.info,
+            self.discovery,
+        )
+        self.summary_families = (
+            self.recent,
+            self.finished,
+            self.last_duration,
+            self.last_finished,
+            self.last_status,
+            self.oldest,
+        )
+        self.status_families = (self.up, self.last_success, self.poll_duration)
+        self.discovery_families = (self.info, self.discovery)
 
-        yield from (
+
+# -- rendering ---------------------------------------------------------------------------
+
+
+def _lines(rows: Iterable[str]) -> bytes:
+    return "".join(rows).encode("utf-8")
+
+
+def render_summary(f: TaskFamilies, labels: str, s: TaskSummary) -> dict[str, bytes]:
+    """The lines of a task list's summary families; `labels` are its rendered labels."""
+    esc = escape_label_value
+    go = floatToGoString
+    return {
+        f.recent.name: _lines(
+            f'{f.recent.name}{{{labels},task_name="{esc(n)}",status="{esc(st)}"}} {go(c)}\n'
+            for n, st, c in s.recent
+        ),
+        f.finished.name: _lines(
+            f'{f.finished.name}_total{{{labels},task_name="{esc(n)}",status="{esc(st)}"}} {go(c)}\n'
+            for n, st, c in s.finished
+        ),
+        f.last_duration.name: _lines(
+            f'{f.last_duration.name}{{{labels},task_name="{esc(n)}"}} {go(d)}\n'
+            for n, d, _ in s.last_finished
+            if d is not None
+        ),
+        f.last_finished.name: _lines(
+            f'{f.last_finished.name}{{{labels},task_name="{esc(n)}"}} {go(w)}\n'
+            for n, _, w in s.last_finished
+        ),
+        f.last_status.name: _lines(
+            f'{f.last_status.name}{{{labels},task_name="{esc(n)}",status="{esc(st)}"}} 1.0\n'
+            for n, st in s.last_status
+        ),
+        f.oldest.name: _lines(
+            f'{f.oldest.name}{{{labels},task_name="{esc(n)}"}} {go(c)}\n'
+            for n, c in s.oldest_unfinished
+        ),
+    }
+
+
+def render_status(
+    f: TaskFamilies,
+    labels: str,
+    *,
+    polled: bool,
+    up: bool,
+    poll_duration: float | None,
+    last_success: float | None,
+) -> dict[str, bytes]:
+    """The lines of a task list's poll status families."""
+    go = floatToGoString
+    return {
+        f.up.name: f"{f.up.name}{{{labels}}} {'1.0' if up else '0.0'}\n".encode()
+        if polled
+        else b"",
+        f.poll_duration.name: f"{f.poll_duration.name}{{{labels}}} {go(poll_duration)}\n".encode()
+        if polled and poll_duration is not None
+        else b"",
+        f.last_success.name: f"{f.last_success.name}{{{labels}}} {go(last_success)}\n".encode()
+        if last_success is not None
+        else b"",
+    }
+
+
+def render_histograms(
+    family: Family,
+    labels: str,
+    bounds: Sequence[str],
+    series: Iterable[tuple[str, str, Sequence[int], float]],
+) -> bytes:
+    """The lines of a group of duration series: (name, status, per-bucket counts, sum)
+    each; `bounds` are the `le` values, "+Inf" last. `_count` is the +Inf bucket."""
+    esc = escape_label_value
+    go = floatToGoString
+    name = family.name
+    out: list[str] = []
+    for task_name, status, buckets, total in series:
+        series_labels = f'{labels},task_name="{esc(task_name)}",status="{esc(status)}"'
+        cumulative = 0
+        for le, n in zip(bounds, buckets, strict=True):
+            cumulative += n
+            out.append(f'{name}_bucket{{{series_labels},le="{le}"}} {go(cumulative)}\n')
+        out.append(f"{name}_count{{{series_labels}}} {go(cumulative)}\n")
+        out.append(f"{name}_sum{{{series_labels}}} {go(total)}\n")
+    return _lines(out)
+
+
+def render_discovery(
+    f: TaskFamilies, instances: Iterable[InstanceInfo], health: Iterable[DiscoveryHealth]
+) -> dict[str, bytes]:
+    """The lines of the discovery families."""
+    return {
+        f.info.name: _lines(
+            f"{f.info.name}{{{render_labels(INFO_LABELS, _info_values(i))}}} 1.0\n"
+            for i in instances
+        ),
+        f.discovery.name: _lines(
+            f"{f.discovery.name}{{"
+            f"{render_labels(DISCOVERY_LABELS, (d.service, d.region, d.project_id))}}} "
+            f"{'1.0' if d.up else '0.0'}\n"
+            for d in health
+        ),
+    }
+
+
+def _info_values(i: InstanceInfo) -> tuple[str, ...]:
+    return (
+        i.service,
+        i.region,
+        i.project_id,
+        i.instance_id,
+        i.name,
+        i.engine,
+        i.engine_version,
+        i.status,
+    )
+
+
+# -- the reference rendering ---------------------------------------------------------------
+
+
+class TaskCollector(Collector):
+    """The task families through prometheus_client's own objects, built from a snapshot.
+
+    The exporter serves the pre-rendered lines instead (they cost a scrape nothing); this
+    collector is the reference they are checked against, and what a benchmark renders with
+    `generate_latest` to compare.
+    """
+
+    def __init__(self, snapshots: SnapshotStore, families: TaskFamilies) -> None:
+        self.snapshots = snapshots
+        self.families = families
+
+    def describe(self) -> Iterator[Metric]:
+        for family in self.families.all:
+            yield family.prometheus_family()
+
+    def collect(self) -> Iterator[Metric]:
+        yield from collect_snapshot(self.families, self.snapshots.current)
+
+
+def _gauge(family: Family) -> GaugeMetricFamily:
+    return GaugeMetricFamily(family.name, family.help, labels=family.labels)
+
+
+def collect_snapshot(f: TaskFamilies, snap: ExporterSnapshot) -> Iterator[Metric]:
+    """Every task family of `snap` as prometheus_client objects with their samples."""
+    recent, last_duration, last_finished = (
+        _gauge(f.recent),
+        _gauge(f.last_duration),
+        _gauge(f.last_finished),
+    )
+    last_status, oldest, up = _gauge(f.last_status), _gauge(f.oldest), _gauge(f.up)
+    last_success, poll_duration = _gauge(f.last_success), _gauge(f.poll_duration)
+    finished = CounterMetricFamily(f.finished.name, f.finished.help, labels=f.finished.labels)
+    for ts in snap.targets:
+        tl = list(ts.target.labels)
+        s = ts.summary
+        for name, status, count in s.recent:
+            recent.add_metric([*tl, name, status], count)
+        for name, status, count in s.finished:
+            finished.add_metric([*tl, name, status], count)
+        for name, duration, when in s.last_finished:
+            if duration is not None:
+                last_duration.add_metric([*tl, name], duration)
+            last_finished.add_metric([*tl, name], when)
+        for name, status in s.last_status:
+            last_status.add_metric([*tl, name, status], 1)
+        for name, created in s.oldest_unfinished:
+            oldest.add_metric([*tl, name], created)
+        if ts.polled:
+            up.add_metric(tl, 1 if ts.up else 0)
+            if ts.poll_duration is not None:
+                poll_duration.add_metric(tl, ts.poll_duration)
+        if ts.last_success is not None:
+            last_success.add_metric(tl, ts.last_success)
+    durations = HistogramMetricFamily(f.durations.name, f.durations.help, labels=f.durations.labels)
+    bounds = (*map(format_bound, snap.bucket_bounds), "+Inf")
+    for h in snap.histograms:
+        cumulative = 0
+        buckets: list[tuple[str, float]] = []
+        for bound, n in zip(bounds, h.buckets, strict=True):
+            cumulative += n
+            buckets.append((bound, cumulative))
+        durations.add_metric(list(h.labels), buckets, h.sum)
+    info, discovery = _gauge(f.info), _gauge(f.discovery)
+    for i in snap.instances:
+        info.add_metric(list(_info_values(i)), 1)
+    for d in snap.discovery:
+        discovery.add_metric([d.service, d.region, d.project_id], 1 if d.up else 0)
+    by_name: dict[str, Metric] = {
+        m.name: m
+        for m in (
             recent,
             finished,
             durations,
@@ -175,3 +427,5 @@ class TaskCollector(Collector):
             info,
             discovery,
         )
+    }
+    yield from (by_name[family.name] for family in f.all)

@@ -1,17 +1,7 @@
-"""Polling: which window to read, how a poll's tasks change the state, and when to poll.
+"""Polling: when each task list is read, and what a poll's outcome publishes.
 
-Counting rules (the heart of the exporter):
-- a target's first successful poll is its baseline: tasks already finished are remembered
-  as accounted for, not counted;
-- after that, a task is counted the first time it is seen finished, once per task ID,
-  whether or not it was ever seen unfinished;
-- a poll commits everything (tasks, counts, histogram, watermark) in one transaction, so
-  a poll that fails or is killed half-way counts nothing, and the next one reads the same
-  window again.
-
-Windows: the first poll reads `lookback`; later ones read from the last successful poll's
-start minus `overlap`, reaching back to the oldest task still unfinished, and after a
-downtime to at most `catchup_max` ago.
+The counting rules themselves are pure, in `exporter.counting`; the state store commits a
+poll and says what it changed; the snapshot store re-renders what that touched.
 """
 
 from __future__ import annotations
@@ -20,134 +10,18 @@ import asyncio
 import logging
 import math
 import time
-from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 from exporter.cloudapi import ApiError, CloudClient
 from exporter.config import Config
+from exporter.counting import TaskRow, TaskSummary, merge, summarize, window_start
 from exporter.selfmetrics import SelfMetrics
-from exporter.snapshot import (
-    SnapshotStore,
-    TargetSnapshot,
-    TaskSummary,
-    histogram_series_key,
-    summarize,
-)
-from exporter.state import HistogramDelta, PollCommit, StateError, StateStore, TargetState, TaskRow
+from exporter.snapshot import SnapshotStore, TargetSnapshot
+from exporter.state import StateError, StateStore
 from exporter.targets import Target
-from exporter.tasks import ZERO_INITIALIZED_STATUSES, Task, is_finished, is_unfinished
+from exporter.tasks import ZERO_INITIALIZED_STATUSES
 
 log = logging.getLogger(__name__)
-
-# An unfinished task that a complete read of its window no longer returns is forgotten after
-# this many polls in a row (the cloud dropped it); until then it still counts as unfinished.
-MISSING_POLLS_BEFORE_FORGET = 3
-
-
-@dataclass
-class MergeResult:
-    commit: PollCommit
-    tasks: dict[str, TaskRow]
-    counted: int = 0
-    forgotten: list[str] = field(default_factory=list)
-
-
-def window_start(state: TargetState, now: float, config: Config) -> float:
-    """Where this poll's read of the task list starts (epoch seconds)."""
-    if state.watermark is None:
-        return now - config.lookback
-    since = max(state.watermark - config.overlap, now - config.catchup_max)
-    unfinished = [t.created_at for t in state.tasks.values() if is_unfinished(t.status)]
-    if unfinished:
-        since = min(since, min(unfinished) - config.overlap)
-    return max(since, now - config.retention)
-
-
-def _bucket_index(bounds: Sequence[float], value: float) -> int:
-    """Index of the first bucket whose upper bound is >= value (`le` semantics)."""
-    return bisect_left(bounds, value)
-
-
-def merge(
-    target: Target,
-    state: TargetState,
-    fetched: Sequence[Task],
-    *,
-    since: float,
-    now: float,
-    poll_started: float,
-    config: Config,
-) -> MergeResult:
-    """Apply one poll's tasks to the target's stored state; pure, so it is easy to test."""
-    baseline = state.baseline_at is None
-    bounds = config.metrics.duration_buckets
-    commit = PollCommit(
-        target=target.key,
-        baseline_at=state.baseline_at if state.baseline_at is not None else now,
-        watermark=poll_started,
-        last_success=now,
-        prune_before=now - config.retention,
-    )
-    tasks = dict(state.tasks)
-    result = MergeResult(commit=commit, tasks=tasks)
-    fetched_ids = set()
-    for t in fetched:
-        fetched_ids.add(t.id)
-        old = tasks.get(t.id)
-        if t.created_at is not None:
-            created, known = t.created_at, True
-        elif old is not None:
-            created, known = old.created_at, old.created_known
-        else:
-            created, known = now, False  # first seen now: the best bound we have
-        updated = t.updated_at if t.updated_at is not None else (old.updated_at if old else None)
-        accounted = old.accounted if old is not None else False
-        row = TaskRow(t.id, t.name, t.status, created, known, updated, accounted, 0)
-        if not accounted and is_finished(t.status):
-            row.accounted = True
-            if not baseline:
-                key = (t.name, t.status)
-                commit.finished[key] = commit.finished.get(key, 0) + 1
-                result.counted += 1
-                duration = row.duration
-                if duration is not None:
-                    series = histogram_series_key(
-                        target, config.metrics.duration_by_instance, t.name, t.status
-                    )
-                    delta = commit.durations.get(series)
-                    if delta is None:
-                        delta = commit.durations[series] = HistogramDelta([0] * (len(bounds) + 1))
-                    delta.buckets[_bucket_index(bounds, duration)] += 1
-                    delta.sum += duration
-                    delta.count += 1
-        if row != old:
-            commit.upserts.append(row)
-            tasks[t.id] = row
-    for task_id, old in list(tasks.items()):
-        if task_id in fetched_ids or old.accounted or old.created_at < since + 1:
-            continue
-        missing = old.missing + 1
-        if missing >= MISSING_POLLS_BEFORE_FORGET:
-            commit.deletes.append(task_id)
-            result.forgotten.append(task_id)
-            del tasks[task_id]
-        else:
-            row = TaskRow(
-                old.id,
-                old.name,
-                old.status,
-                old.created_at,
-                old.created_known,
-                old.updated_at,
-                old.accounted,
-                missing,
-            )
-            commit.upserts.append(row)
-            tasks[task_id] = row
-    for task_id in [i for i, t in tasks.items() if t.created_at < commit.prune_before]:
-        del tasks[task_id]
-    return result
 
 
 class Poller:
@@ -223,6 +97,8 @@ class Poller:
         removed = [k for k in self.targets if k not in wanted]
         self.targets = wanted
         self.snapshots.set_targets(targets)
+        for key in removed:
+            self.store.forget(key)
         for target in added:
             self._restore(target)
         if added or removed:
@@ -271,13 +147,11 @@ class Poller:
                 config=self.config,
             )
             t0 = time.monotonic()
-            self.store.commit(merged.commit)
+            committed = self.store.commit(merged.commit)
             self.metrics.state_commit_duration.observe(time.monotonic() - t0)
-            self.snapshots.add_histograms(merged.commit.durations)
-            finished = dict(state.finished)
-            for key, n in merged.commit.finished.items():
-                finished[key] = finished.get(key, 0) + n
-            summary = self._summary(target, merged.tasks, finished, now)
+            if committed.histograms:
+                self.snapshots.update_histograms(committed.histograms)
+            state_after = committed.state
             self.snapshots.publish_target(
                 TargetSnapshot(
                     target,
@@ -286,7 +160,7 @@ class Poller:
                     last_success=now,
                     last_attempt=now,
                     poll_duration=time.monotonic() - mono,
-                    summary=summary,
+                    summary=self._summary(target, state_after.tasks, state_after.finished, now),
                 )
             )
             log.debug(

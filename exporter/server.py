@@ -1,7 +1,7 @@
 """HTTP: `/metrics`, a landing page at `/`, `/healthz` and `/readyz`, served from a thread.
 
-`/metrics` is prometheus_client's WSGI app, which already negotiates OpenMetrics and gzip.
-The server only reads snapshots, so it runs beside the event loop without touching it.
+`/metrics` writes out pre-rendered lines (`exporter.exposition`). The server only reads
+what the poller published, so it runs beside the event loop without touching it.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
-
 from exporter import __version__
+from exporter.exposition import MetricsApp
 from exporter.snapshot import SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -53,12 +52,12 @@ class _QuietHandler(WSGIRequestHandler):
 class App:
     def __init__(
         self,
-        registry: CollectorRegistry,
+        metrics_app: MetricsApp,
         snapshots: SnapshotStore,
         health: Callable[[], tuple[bool, str]],
         ready: Callable[[], bool],
     ) -> None:
-        self.metrics_app = make_wsgi_app(registry)
+        self.metrics_app = metrics_app
         self.snapshots = snapshots
         self.health = health
         self.ready = ready
@@ -69,7 +68,7 @@ class App:
         if method not in ("GET", "HEAD"):
             return _text(start_response, "405 Method Not Allowed", "method not allowed\n")
         if path == "/metrics":
-            return self.metrics_app(environ, start_response)  # type: ignore[no-any-return]
+            return self.metrics_app(environ, start_response)
         if path == "/healthz":
             ok, why = self.health()
             return _text(start_response, "200 OK" if ok else "503 Service Unavailable", why + "\n")

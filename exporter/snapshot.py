@@ -1,8 +1,10 @@
-"""Immutable snapshots of what the poller knows, the only thing a scrape ever reads.
+"""What the poller knows, kept as a model and as pre-rendered lines.
 
-The poller records each poll's results here and marks the snapshot stale; a read rebuilds
-it (at most once per change) under a lock held only for that in-memory work. A scrape thus
-never waits on a poll's requests or commits, and never sees half of a poll.
+The poller publishes each poll's outcome here. The store re-renders only the objects a
+change touches (the task list's families, the duration group it observes into, the
+discovery results) into the exposition store, so a poll costs what it changed and a scrape
+costs the bytes it writes. The landing page and the reference collector read an immutable
+snapshot, rebuilt at most once per change when one is asked for.
 """
 
 from __future__ import annotations
@@ -10,27 +12,30 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
+from exporter.counting import TaskSummary
+from exporter.exposition import ExpositionStore
+from exporter.metrics import (
+    TaskFamilies,
+    format_bound,
+    render_discovery,
+    render_histograms,
+    render_labels,
+    render_status,
+    render_summary,
+)
 from exporter.sources import DiscoveryHealth, InstanceInfo
-from exporter.state import HistogramDelta, HistogramRow, TaskRow
-from exporter.targets import Target
-from exporter.tasks import is_finished, is_unfinished
+from exporter.state import HistogramRow
+from exporter.targets import TARGET_LABELS, Target
+from exporter.tasks import ZERO_INITIALIZED_STATUSES
 
+# A duration group: the series one set of histogram labels (before task_name and status)
+# covers. Without duration_by_instance every instance of a service in a project shares one.
+Group = tuple[str, str, str, str, str]  # service, region, project_id, source, instance_id
 
-@dataclass(frozen=True, slots=True)
-class TaskSummary:
-    """The task gauges of one target, computed from its stored tasks."""
-
-    recent: tuple[tuple[str, str, int], ...] = ()
-    finished: tuple[tuple[str, str, int], ...] = ()
-    last_status: tuple[tuple[str, str], ...] = ()
-    last_finished: tuple[tuple[str, float | None, float], ...] = ()
-    oldest_unfinished: tuple[tuple[str, float], ...] = ()
-    names: tuple[str, ...] = ()  # task names seen within the window
-    zero_statuses: tuple[str, ...] = ()  # statuses whose series start at 0 for those names
+_DISCOVERY = ("discovery",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,95 +47,7 @@ class TargetSnapshot:
     last_attempt: float | None = None
     poll_duration: float | None = None
     last_error: str | None = None
-    summary: TaskSummary = TaskSummary()
-
-
-def summarize(
-    tasks: Iterable[TaskRow],
-    finished: Mapping[tuple[str, str], int],
-    since: float,
-    zero_statuses: Sequence[str] = (),
-) -> TaskSummary:
-    """Gauges over the tasks created at or after `since` (the lookback window).
-
-    Counters are completed with zeros: every name seen in the window, in every status of
-    `zero_statuses`, so that the first finish of its kind is an increase from 0.
-    """
-    recent: Counter[tuple[str, str]] = Counter()
-    newest: dict[str, TaskRow] = {}
-    last_done: dict[str, TaskRow] = {}
-    oldest: dict[str, float] = {}
-    for t in tasks:
-        if t.created_at < since:
-            continue
-        recent[(t.name, t.status)] += 1
-        cur = newest.get(t.name)
-        if cur is None or (t.created_at, t.id) > (cur.created_at, cur.id):
-            newest[t.name] = t
-        if is_finished(t.status) and t.updated_at is not None:
-            done = last_done.get(t.name)
-            if done is None or (t.updated_at, t.id) > (done.updated_at or 0.0, done.id):
-                last_done[t.name] = t
-        if is_unfinished(t.status) and (t.name not in oldest or t.created_at < oldest[t.name]):
-            oldest[t.name] = t.created_at
-    counts = dict(finished)
-    for name in newest:
-        for status in zero_statuses:
-            counts.setdefault((name, status), 0)
-    return TaskSummary(
-        recent=tuple(sorted((n, s, c) for (n, s), c in recent.items())),
-        finished=tuple(sorted((n, s, c) for (n, s), c in counts.items())),
-        last_status=tuple(sorted((n, t.status) for n, t in newest.items())),
-        last_finished=tuple(
-            sorted(
-                (n, t.duration, t.updated_at)
-                for n, t in last_done.items()
-                if t.updated_at is not None
-            )
-        ),
-        oldest_unfinished=tuple(sorted(oldest.items())),
-        names=tuple(sorted(newest)),
-        zero_statuses=tuple(zero_statuses),
-    )
-
-
-# -- duration histograms ------------------------------------------------------------------
-
-
-def histogram_series_key(target: Target, by_instance: bool, name: str, status: str) -> str:
-    """The stored key of a histogram series.
-
-    Without `by_instance` the instances of a service in a project share series; the task
-    center keeps its own (`source`), so a DCS task seen in both lists is never observed twice
-    in one series.
-    """
-    instance = target.instance_id if by_instance else ""
-    mode = "instance" if by_instance else "aggregate"
-    return json.dumps(
-        [
-            mode,
-            target.service,
-            target.region,
-            target.project_id,
-            target.source,
-            instance,
-            name,
-            status,
-        ]
-    )
-
-
-HISTOGRAM_LABELS = ("cloud_service", "region", "project_id", "source", "task_name", "status")
-HISTOGRAM_LABELS_BY_INSTANCE = (
-    "cloud_service",
-    "region",
-    "project_id",
-    "source",
-    "instance_id",
-    "instance_name",
-    "task_name",
-    "status",
-)
+    summary: TaskSummary = TaskSummary()  # noqa: RUF009 - immutable
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,46 +63,66 @@ class ExporterSnapshot:
     targets: tuple[TargetSnapshot, ...] = ()
     histograms: tuple[HistogramSeries, ...] = ()
     bucket_bounds: tuple[float, ...] = ()
-    histogram_labels: tuple[str, ...] = HISTOGRAM_LABELS
-    poll_interval: float = 60.0
+    histogram_labels: tuple[str, ...] = ()
     instances: tuple[InstanceInfo, ...] = ()
     discovery: tuple[DiscoveryHealth, ...] = ()
 
 
+@dataclass
+class _GroupState:
+    labels: tuple[str, ...]  # the histogram label values before task_name and status
+    dialect_zero: tuple[str, ...]  # statuses whose series start at 0
+    names: Counter[str]  # task names its task lists have seen, by how many lists
+
+
 class SnapshotStore:
-    """Holds what the poller knows; readers get an immutable snapshot of it.
+    """Holds what the poller knows and keeps its rendered lines current.
 
     The set of targets changes at run time (discovery): a removed target's series go with it.
     """
 
     def __init__(
-        self,
-        bucket_bounds: Sequence[float],
-        by_instance: bool,
-        poll_interval: float,
-        targets: Sequence[Target] = (),
+        self, bucket_bounds: Sequence[float], by_instance: bool, families: TaskFamilies
     ) -> None:
         self._lock = threading.Lock()
         self._by_instance = by_instance
-        self._order: dict[str, int] = {}
+        self.families = families
+        self.exposition = ExpositionStore(families.all)
+        self._bounds = tuple(bucket_bounds)
+        self._le = (*map(format_bound, self._bounds), "+Inf")
         self._targets: dict[str, TargetSnapshot] = {}
-        self._hist: dict[str, tuple[tuple[Any, ...], HistogramRow]] = {}
-        # Which histogram series belong to current targets, and under which labels.
-        self._series_labels: dict[tuple[str, ...], tuple[str, ...]] = {}
-        self._base = ExporterSnapshot(
-            bucket_bounds=tuple(bucket_bounds),
-            histogram_labels=HISTOGRAM_LABELS_BY_INSTANCE if by_instance else HISTOGRAM_LABELS,
-            poll_interval=poll_interval,
-        )
+        self._labels: dict[str, str] = {}  # rendered target labels, by target key
+        self._series: dict[Group, dict[tuple[str, str], HistogramRow]] = {}
+        self._groups: dict[Group, _GroupState] = {}
         self._discovery: tuple[tuple[InstanceInfo, ...], tuple[DiscoveryHealth, ...]] = ((), ())
-        self._current = self._base
-        self._dirty = False
-        self.set_targets(targets)
+        self._current = ExporterSnapshot(
+            bucket_bounds=self._bounds, histogram_labels=families.durations.labels
+        )
+        self._dirty = True
 
-    def _labels_of(self, t: Target) -> tuple[str, ...]:
-        """The histogram labels (before task_name and status) of a target's observations."""
+    # -- keys ------------------------------------------------------------------------------
+
+    def _group(self, t: Target) -> Group:
+        return (
+            t.service,
+            t.region,
+            t.project_id,
+            t.source,
+            t.instance_id if self._by_instance else "",
+        )
+
+    def _group_labels(self, t: Target) -> tuple[str, ...]:
         prefix = (t.service, t.region, t.project_id, t.source)
         return (*prefix, t.instance_id, t.instance_name) if self._by_instance else prefix
+
+    def _series_group(self, series: str) -> tuple[Group, str, str] | None:
+        """The group, task name and status of a stored series key, if this mode's."""
+        key = json.loads(series)
+        if key[0] != ("instance" if self._by_instance else "aggregate"):
+            return None
+        return (key[1], key[2], key[3], key[4], key[5]), key[6], key[7]
+
+    # -- changes ---------------------------------------------------------------------------
 
     def set_targets(self, targets: Sequence[Target]) -> None:
         """Make `targets` the current set: new ones start empty, missing ones go away, and a
@@ -193,113 +130,196 @@ class SnapshotStore:
         with self._lock:
             old = self._targets
             self._targets = {}
+            touched: set[Group] = set()
             for t in targets:
                 snap = old.get(t.key)
-                self._targets[t.key] = (
-                    TargetSnapshot(t) if snap is None else replace(snap, target=t)
-                )
-            self._order = {t.key: i for i, t in enumerate(targets)}
-            self._series_labels = {}
-            for t in targets:
-                prefix = (t.service, t.region, t.project_id, t.source)
-                key = (*prefix, t.instance_id if self._by_instance else "")
-                self._series_labels[key] = self._labels_of(t)
+                if snap is None:
+                    self._targets[t.key] = TargetSnapshot(t)
+                    self._join(t, ())
+                    touched.add(self._group(t))
+                elif snap.target != t:
+                    self._targets[t.key] = replace(snap, target=t)
+                    self._leave(snap.target, snap.summary.names)
+                    self._join(t, snap.summary.names)
+                    touched.update((self._group(snap.target), self._group(t)))
+                    self._render_target(self._targets[t.key])
+                else:
+                    self._targets[t.key] = snap
+            for key, snap in old.items():
+                if key not in self._targets:
+                    self._leave(snap.target, snap.summary.names)
+                    touched.add(self._group(snap.target))
+                    self.exposition.remove(key)
+                    self._labels.pop(key, None)
+            for group in touched:
+                self._render_group(group)
             self._dirty = True
 
     def publish_target(self, snap: TargetSnapshot) -> None:
+        """A poll's outcome (or what the state file knows, before the first poll)."""
         with self._lock:
-            if snap.target.key not in self._targets:
+            old = self._targets.get(snap.target.key)
+            if old is None:
                 return  # removed while it was being polled
-            self._targets[snap.target.key] = replace(
-                snap, target=self._targets[snap.target.key].target
-            )
+            snap = replace(snap, target=old.target)
+            self._targets[snap.target.key] = snap
+            if snap.summary != old.summary:
+                self._render_summary(snap)
+                if snap.summary.names != old.summary.names:
+                    self._leave(snap.target, old.summary.names)
+                    self._join(snap.target, snap.summary.names)
+                    self._render_group(self._group(snap.target))
+            self._render_status(snap)
             self._dirty = True
 
     def update_target(self, key: str, **changes: object) -> None:
+        """A change of poll status only (a failed poll)."""
         with self._lock:
-            if key not in self._targets:
+            old = self._targets.get(key)
+            if old is None:
                 return
-            self._targets[key] = replace(self._targets[key], **changes)  # type: ignore[arg-type]
+            snap = self._targets[key] = replace(old, **changes)  # type: ignore[arg-type]
+            self._render_status(snap)
             self._dirty = True
 
     def publish_discovery(
         self, instances: Sequence[InstanceInfo], health: Sequence[DiscoveryHealth]
     ) -> None:
+        found = (tuple(instances), tuple(health))
         with self._lock:
-            self._discovery = (tuple(instances), tuple(health))
+            if found == self._discovery:
+                return
+            self._discovery = found
+            self.exposition.put(_DISCOVERY, render_discovery(self.families, *found))
             self._dirty = True
 
     def load_histograms(self, rows: Iterable[HistogramRow]) -> None:
-        with self._lock:
-            self._hist = {r.series: (tuple(json.loads(r.series)), r) for r in rows}
-            self._dirty = True
+        """The stored duration series, at start."""
+        self.update_histograms(rows)
 
-    def add_histograms(self, deltas: Mapping[str, HistogramDelta]) -> None:
-        """Apply a committed poll's observations (only ever after the commit succeeded)."""
-        if not deltas:
-            return
+    def update_histograms(self, rows: Iterable[HistogramRow]) -> None:
+        """New totals of duration series (a commit's), replacing what was known."""
         with self._lock:
-            for series, d in deltas.items():
-                found = self._hist.get(series)
-                if found is None:
-                    row = HistogramRow(series, tuple(d.buckets), d.sum, d.count)
-                    self._hist[series] = (tuple(json.loads(series)), row)
-                else:
-                    key, old = found
-                    self._hist[series] = (
-                        key,
-                        HistogramRow(
-                            series,
-                            tuple(a + b for a, b in zip(old.buckets, d.buckets, strict=True)),
-                            old.sum + d.sum,
-                            old.count + d.count,
-                        ),
-                    )
-            self._dirty = True
+            touched: set[Group] = set()
+            for row in rows:
+                found = self._series_group(row.series)
+                if found is None or len(row.buckets) != len(self._le):
+                    continue
+                group, name, status = found
+                self._series.setdefault(group, {})[(name, status)] = row
+                touched.add(group)
+            for group in touched:
+                self._render_group(group)
+            if touched:
+                self._dirty = True
+
+    # -- membership of duration groups ---------------------------------------------------
+
+    def _join(self, t: Target, names: Iterable[str]) -> None:
+        group = self._group(t)
+        state = self._groups.get(group)
+        if state is None:
+            state = self._groups[group] = _GroupState(
+                self._group_labels(t), ZERO_INITIALIZED_STATUSES[t.dialect], Counter()
+            )
+        state.names[""] += 1  # members, under a name no task has
+        state.names.update(names)
+
+    def _leave(self, t: Target, names: Iterable[str]) -> None:
+        group = self._group(t)
+        state = self._groups.get(group)
+        if state is None:
+            return
+        state.names[""] -= 1
+        state.names.subtract(names)
+        state.names = +state.names  # drop names no member has any more
+        if not state.names:
+            del self._groups[group]
+
+    # -- rendering ---------------------------------------------------------------------------
+
+    def _target_labels(self, t: Target) -> str:
+        labels = self._labels.get(t.key)
+        if labels is None:
+            labels = self._labels[t.key] = render_labels(TARGET_LABELS, t.labels)
+        return labels
+
+    def _render_target(self, snap: TargetSnapshot) -> None:
+        self._labels.pop(snap.target.key, None)
+        self._render_summary(snap)
+        self._render_status(snap)
+
+    def _render_summary(self, snap: TargetSnapshot) -> None:
+        labels = self._target_labels(snap.target)
+        self.exposition.put(snap.target.key, render_summary(self.families, labels, snap.summary))
+
+    def _render_status(self, snap: TargetSnapshot) -> None:
+        labels = self._target_labels(snap.target)
+        self.exposition.put(
+            snap.target.key,
+            render_status(
+                self.families,
+                labels,
+                polled=snap.polled,
+                up=snap.up,
+                poll_duration=snap.poll_duration,
+                last_success=snap.last_success,
+            ),
+        )
+
+    def _group_series(self, group: Group) -> list[tuple[str, str, tuple[int, ...], float, int]]:
+        """A group's series, sorted: stored ones and zero ones for every name seen."""
+        state = self._groups[group]
+        stored = self._series.get(group, {})
+        keys = set(stored)
+        for name in state.names:
+            if name:
+                keys.update((name, status) for status in state.dialect_zero)
+        zero = (0,) * len(self._le)
+        out = []
+        for name, status in sorted(keys):
+            row = stored.get((name, status))
+            if row is None:
+                out.append((name, status, zero, 0.0, 0))
+            else:
+                out.append((name, status, row.buckets, row.sum, row.count))
+        return out
+
+    def _render_group(self, group: Group) -> None:
+        key = ("durations", group)
+        state = self._groups.get(group)
+        if state is None:
+            self.exposition.remove(key)  # its task lists are no longer polled
+            return
+        labels = render_labels(self.families.durations.labels[:-2], state.labels)
+        data = render_histograms(
+            self.families.durations,
+            labels,
+            self._le,
+            ((n, s, b, total) for n, s, b, total, _ in self._group_series(group)),
+        )
+        self.exposition.put(key, {self.families.durations.name: data})
+
+    # -- reading ---------------------------------------------------------------------------
 
     @property
     def current(self) -> ExporterSnapshot:
-        """The snapshot as of now, rebuilt at most once per read after any change.
-
-        Polls only mark the snapshot stale, so a poll costs the same whatever the fleet's
-        size; the rebuild (all targets, all histogram series) happens once per scrape.
-        """
+        """The snapshot as of now, rebuilt at most once per read after any change."""
         with self._lock:
             if self._dirty:
-                self._rebuild()
+                self._current = self._rebuild()
                 self._dirty = False
             return self._current
 
-    def _rebuild(self) -> None:
-        mode = "instance" if self._by_instance else "aggregate"
+    def _rebuild(self) -> ExporterSnapshot:
         series: list[HistogramSeries] = []
-        for key, row in self._hist.values():
-            if key[0] != mode:
-                continue
-            labels = self._series_labels.get(tuple(key[1:6]))
-            if labels is None:
-                continue  # its targets are no longer configured
-            if len(row.buckets) != len(self._base.bucket_bounds) + 1:
-                continue
-            series.append(
-                HistogramSeries((*labels, key[6], key[7]), row.buckets, row.sum, row.count)
-            )
-        # Zero series for every task name a current target has seen, as for the counters.
-        present = {s.labels for s in series}
-        zero = (0,) * (len(self._base.bucket_bounds) + 1)
-        for ts in self._targets.values():
-            labels = self._labels_of(ts.target)
-            for name in ts.summary.names:
-                for status in ts.summary.zero_statuses:
-                    hkey = (*labels, name, status)
-                    if hkey not in present:
-                        present.add(hkey)
-                        series.append(HistogramSeries(hkey, zero, 0.0, 0))
+        for group, state in self._groups.items():
+            for name, status, buckets, total, count in self._group_series(group):
+                series.append(HistogramSeries((*state.labels, name, status), buckets, total, count))
         series.sort(key=lambda s: s.labels)
-        targets = sorted(self._targets.values(), key=lambda s: self._order[s.target.key])
-        self._current = replace(
-            self._base,
-            targets=tuple(targets),
+        return replace(
+            self._current,
+            targets=tuple(self._targets.values()),
             histograms=tuple(series),
             instances=self._discovery[0],
             discovery=self._discovery[1],

@@ -2,8 +2,11 @@
 
 Each poll's results go in with one transaction, so a restart, even a `kill -9` in the middle
 of a poll, finds the state of the last committed poll: nothing counted twice, nothing lost
-(the next poll reads again from that poll's watermark). A lock file keeps a second exporter
-from sharing the state, which would otherwise split or double the counts.
+(the next poll reads again from that poll's watermark). Counters and histogram buckets are
+additive rows, summed by SQLite alone; a commit returns the totals it moved, and the store
+keeps each task list's state in memory as the file has it, so a poll reads nothing back.
+A lock file keeps a second exporter from sharing the state, which would otherwise split or
+double the counts.
 """
 
 from __future__ import annotations
@@ -15,10 +18,20 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+from exporter.counting import PollCommit, TargetState, TaskRow
+
+SCHEMA_VERSION = 2
+
+# Quiet polls (nothing changed but the watermark) are written together at most this often:
+# a watermark that is a few seconds old only makes the next read after a crash a little
+# longer, it never loses or doubles a count.
+FLUSH_INTERVAL = 10.0
+# How often tasks older than the retention are deleted from the file (they are dropped from
+# memory at every poll).
+PRUNE_INTERVAL = 60.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -48,9 +61,14 @@ CREATE TABLE IF NOT EXISTS finished (
     count INTEGER NOT NULL,
     PRIMARY KEY (target, name, status)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS durations (
+CREATE TABLE IF NOT EXISTS duration_buckets (
+    series TEXT NOT NULL,
+    bucket INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (series, bucket)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS duration_totals (
     series TEXT PRIMARY KEY,
-    buckets TEXT NOT NULL,
     sum REAL NOT NULL,
     count INTEGER NOT NULL
 );
@@ -61,60 +79,23 @@ class StateError(Exception):
     """The state file cannot be used; the message says what to do."""
 
 
-@dataclass(slots=True)
-class TaskRow:
-    id: str
-    name: str
-    status: str
-    created_at: float
-    created_known: bool
-    updated_at: float | None
-    accounted: bool
-    missing: int = 0
-
-    @property
-    def duration(self) -> float | None:
-        """`updated_at - created_at`, clamped at 0 (clocks disagree); None when unknown."""
-        if not self.created_known or self.updated_at is None:
-            return None
-        return max(0.0, self.updated_at - self.created_at)
-
-
-@dataclass
-class TargetState:
-    baseline_at: float | None
-    watermark: float | None
-    last_success: float | None
-    tasks: dict[str, TaskRow]
-    finished: dict[tuple[str, str], int]
-
-
-@dataclass
-class HistogramDelta:
-    buckets: list[int]
-    sum: float = 0.0
-    count: int = 0
-
-
-@dataclass
-class PollCommit:
-    target: str
-    baseline_at: float
-    watermark: float
-    last_success: float
-    upserts: list[TaskRow] = field(default_factory=list)
-    deletes: list[str] = field(default_factory=list)
-    finished: dict[tuple[str, str], int] = field(default_factory=dict)
-    durations: dict[str, HistogramDelta] = field(default_factory=dict)
-    prune_before: float = 0.0
-
-
 @dataclass(frozen=True)
 class HistogramRow:
+    """A duration series' totals: per-bucket counts (not cumulative; the last is +Inf)."""
+
     series: str
     buckets: tuple[int, ...]
     sum: float
     count: int
+
+
+@dataclass
+class Committed:
+    """What a committed poll changed, as the state file now holds it."""
+
+    state: TargetState  # the task list's whole state after the poll
+    finished: dict[tuple[str, str], int]  # the new totals of the counters the poll moved
+    histograms: list[HistogramRow]  # the new totals of the series the poll observed into
 
 
 def _explain(path: Path, exc: Exception) -> StateError:
@@ -138,6 +119,13 @@ class StateStore:
     def __init__(self, path: Path, buckets: Sequence[float]) -> None:
         self.path = path
         self._lock_file: int | None = None
+        # The state of each task list in use, loaded once: the file is the durable copy,
+        # this the working one, and every commit updates both.
+        self._states: dict[str, TargetState] = {}
+        self._pending: dict[str, tuple[float, float, float]] = {}  # quiet polls not yet written
+        self._flushed = time.monotonic()
+        self._pruned = time.monotonic()
+        self._prune_before = 0.0
         self._acquire_lock()
         try:
             self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
@@ -185,6 +173,10 @@ class StateStore:
             self._lock_file = None
 
     def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error, StateError):
+            if self._pending:
+                with self._transaction():
+                    self._write_pending()
         with contextlib.suppress(sqlite3.Error):
             self.db.close()
         self._release_lock()
@@ -210,15 +202,41 @@ class StateStore:
                 f"the state file {self.path} was written by a newer exporter (schema {version}); "
                 "run that version, or move the file aside to start a new baseline"
             )
+        elif int(version) < SCHEMA_VERSION:
+            with self._transaction():
+                self._migrate_v1()
+                self._set_meta("schema_version", str(SCHEMA_VERSION))
+
+    def _migrate_v1(self) -> None:
+        """Schema 1 kept a histogram series as one JSON row; schema 2 as additive rows."""
+        old = self.db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'durations'"
+        ).fetchone()
+        if old is None:
+            return
+        for series, buckets, total, count in self.db.execute(
+            "SELECT series, buckets, sum, count FROM durations"
+        ).fetchall():
+            self.db.executemany(
+                "INSERT INTO duration_buckets (series, bucket, count) VALUES (?, ?, ?)",
+                [(series, i, n) for i, n in enumerate(json.loads(buckets)) if n],
+            )
+            self.db.execute(
+                "INSERT INTO duration_totals (series, sum, count) VALUES (?, ?, ?)",
+                (series, total, count),
+            )
+        self.db.execute("DROP TABLE durations")
 
     def _check_buckets(self, buckets: Sequence[float]) -> None:
+        self._bucket_count = len(buckets) + 1
         wanted = json.dumps([float(b) for b in buckets])
         stored = self._meta("duration_buckets")
         if stored != wanted:
             with self._transaction():
                 if stored is not None:
                     # Other buckets: old observations cannot be re-binned, start them again.
-                    self.db.execute("DELETE FROM durations")
+                    self.db.execute("DELETE FROM duration_buckets")
+                    self.db.execute("DELETE FROM duration_totals")
                 self._set_meta("duration_buckets", wanted)
         self.buckets_changed = stored is not None and stored != wanted
 
@@ -235,6 +253,17 @@ class StateStore:
     # -- reading -------------------------------------------------------------------------
 
     def load_target(self, key: str) -> TargetState:
+        """A task list's state: read from the file once, then kept up to date by commits."""
+        state = self._states.get(key)
+        if state is None:
+            state = self._states[key] = self._read_target(key)
+        return state
+
+    def forget(self, key: str) -> None:
+        """Drop a task list no longer polled from memory (its rows stay in the file)."""
+        self._states.pop(key, None)
+
+    def _read_target(self, key: str) -> TargetState:
         try:
             row = self.db.execute(
                 "SELECT baseline_at, watermark, last_success FROM targets WHERE key = ?", (key,)
@@ -260,25 +289,85 @@ class StateStore:
         return TargetState(row[0], row[1], row[2], tasks, finished)
 
     def load_histograms(self) -> list[HistogramRow]:
+        """Every stored duration series, with the current bucket layout."""
         try:
+            buckets: dict[str, list[int]] = {}
+            for series, bucket, count in self.db.execute(
+                "SELECT series, bucket, count FROM duration_buckets"
+            ):
+                if 0 <= bucket < self._bucket_count:
+                    buckets.setdefault(series, [0] * self._bucket_count)[bucket] = int(count)
             return [
-                HistogramRow(r[0], tuple(json.loads(r[1])), float(r[2]), int(r[3]))
-                for r in self.db.execute("SELECT series, buckets, sum, count FROM durations")
+                HistogramRow(
+                    r[0], tuple(buckets.get(r[0], [0] * self._bucket_count)), r[1], int(r[2])
+                )
+                for r in self.db.execute("SELECT series, sum, count FROM duration_totals")
             ]
         except sqlite3.Error as exc:
             raise _explain(self.path, exc) from None
 
     # -- writing -------------------------------------------------------------------------
 
-    def commit(self, c: PollCommit) -> None:
-        """Write one poll's results atomically: all of it or none of it."""
+    def commit(self, c: PollCommit) -> Committed:
+        """Write one poll's results atomically (all of it or none of it) and say what changed.
+
+        A quiet poll of a task list that has its baseline changes nothing but its watermark:
+        it is written with the next commit or within FLUSH_INTERVAL, whichever comes first.
+        """
+        old = self.load_target(c.target)
+        now = time.monotonic()
+        self._prune_before = max(self._prune_before, c.prune_before)
+        finished: dict[tuple[str, str], int] = {}
+        histograms: list[HistogramRow] = []
         try:
-            with self._transaction():
-                self._write(c)
+            if c.quiet and old.baseline_at is not None:
+                self._pending[c.target] = (c.baseline_at, c.watermark, c.last_success)
+                if now - self._flushed >= FLUSH_INTERVAL:
+                    with self._transaction():
+                        self._write_pending()
+            else:
+                self._pending.pop(c.target, None)
+                with self._transaction():
+                    finished, histograms = self._write(c)
+                    self._write_pending()
         except sqlite3.Error as exc:
             raise _explain(self.path, exc) from None
+        tasks = dict(old.tasks)
+        for row in c.upserts:
+            tasks[row.id] = row
+        for task_id in c.deletes:
+            tasks.pop(task_id, None)
+        for task_id in [i for i, t in tasks.items() if t.created_at < c.prune_before]:
+            del tasks[task_id]
+        state = replace(
+            old,
+            baseline_at=c.baseline_at,
+            watermark=c.watermark,
+            last_success=c.last_success,
+            tasks=tasks,
+            finished={**old.finished, **finished} if finished else old.finished,
+        )
+        self._states[c.target] = state
+        return Committed(state, finished, histograms)
 
-    def _write(self, c: PollCommit) -> None:
+    def _write_pending(self) -> None:
+        """Watermarks of quiet polls, and now and then the pruning of old tasks."""
+        self.db.executemany(
+            "INSERT INTO targets (key, baseline_at, watermark, last_success) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET watermark = excluded.watermark,"
+            " last_success = excluded.last_success",
+            [(key, *values) for key, values in self._pending.items()],
+        )
+        self._pending.clear()
+        now = time.monotonic()
+        self._flushed = now
+        if self._prune_before and now - self._pruned >= PRUNE_INTERVAL:
+            # Unfinished tasks go too: if one ever shows up again it is counted as new,
+            # which is right, as it was never counted.
+            self.db.execute("DELETE FROM tasks WHERE created_at < ?", (self._prune_before,))
+            self._pruned = now
+
+    def _write(self, c: PollCommit) -> tuple[dict[tuple[str, str], int], list[HistogramRow]]:
         db = self.db
         db.executemany(
             "INSERT INTO tasks (target, id, name, status, created_at, created_known, updated_at,"
@@ -305,34 +394,41 @@ class StateStore:
         db.executemany(
             "DELETE FROM tasks WHERE target = ? AND id = ?", [(c.target, i) for i in c.deletes]
         )
-        db.executemany(
-            "INSERT INTO finished (target, name, status, count) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (target, name, status) DO UPDATE SET count = count + excluded.count",
-            [(c.target, name, status, n) for (name, status), n in c.finished.items()],
-        )
-        for series, delta in c.durations.items():
-            row = db.execute(
-                "SELECT buckets, sum, count FROM durations WHERE series = ?", (series,)
+        # Counters and histograms are additive rows: the file does the sums, and says the
+        # totals back, so there is one count of each thing.
+        finished: dict[tuple[str, str], int] = {}
+        for (name, status), n in c.finished.items():
+            (total,) = db.execute(
+                "INSERT INTO finished (target, name, status, count) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (target, name, status) DO UPDATE SET count = count + excluded.count"
+                " RETURNING count",
+                (c.target, name, status, n),
             ).fetchone()
-            if row is None:
-                buckets, total, count = delta.buckets, delta.sum, delta.count
-            else:
-                old = json.loads(row[0])
-                buckets = [a + b for a, b in zip(old, delta.buckets, strict=True)]
-                total, count = row[1] + delta.sum, row[2] + delta.count
-            db.execute(
-                "INSERT INTO durations (series, buckets, sum, count) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (series) DO UPDATE SET buckets = excluded.buckets,"
-                " sum = excluded.sum, count = excluded.count",
-                (series, json.dumps(buckets), total, count),
+            finished[(name, status)] = int(total)
+        histograms: list[HistogramRow] = []
+        for series, delta in c.durations.items():
+            db.executemany(
+                "INSERT INTO duration_buckets (series, bucket, count) VALUES (?, ?, ?)"
+                " ON CONFLICT (series, bucket) DO UPDATE SET count = count + excluded.count",
+                [(series, i, n) for i, n in enumerate(delta.buckets) if n],
             )
+            total_sum, total_count = db.execute(
+                "INSERT INTO duration_totals (series, sum, count) VALUES (?, ?, ?)"
+                " ON CONFLICT (series) DO UPDATE SET sum = sum + excluded.sum,"
+                " count = count + excluded.count RETURNING sum, count",
+                (series, delta.sum, delta.count),
+            ).fetchone()
+            buckets = [0] * self._bucket_count
+            for bucket, count in db.execute(
+                "SELECT bucket, count FROM duration_buckets WHERE series = ?", (series,)
+            ):
+                if 0 <= bucket < self._bucket_count:
+                    buckets[bucket] = int(count)
+            histograms.append(HistogramRow(series, tuple(buckets), total_sum, int(total_count)))
         db.execute(
             "INSERT INTO targets (key, baseline_at, watermark, last_success) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (key) DO UPDATE SET watermark = excluded.watermark,"
             " last_success = excluded.last_success",
             (c.target, c.baseline_at, c.watermark, c.last_success),
         )
-        if c.prune_before:
-            # Unfinished tasks go too: if one ever shows up again it is counted as new,
-            # which is right, as it was never counted.
-            db.execute("DELETE FROM tasks WHERE created_at < ?", (c.prune_before,))
+        return finished, histograms

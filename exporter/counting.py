@@ -1,0 +1,285 @@
+"""The counting rules, pure: which window a poll reads, how its tasks change a task list's
+state, and the gauges that state shows.
+
+Rules (the heart of the exporter):
+- a task list's first successful poll is its baseline: tasks already finished are remembered
+  as accounted for, not counted;
+- after that, a task is counted the first time it is seen finished, once per task ID,
+  whether or not it was ever seen unfinished;
+- a poll's results (tasks, counts, histogram, watermark) are committed in one transaction,
+  so a poll that fails or is killed half-way counts nothing, and the next one reads the same
+  window again.
+
+Windows: the first poll reads `lookback`; later ones read from the last successful poll's
+start minus `overlap`, reaching back to the oldest task still unfinished, and after a
+downtime to at most `catchup_max` ago.
+
+Nothing here does I/O, so every rule is tested directly (tests/test_counting_rules.py).
+"""
+
+from __future__ import annotations
+
+import json
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from exporter.config import Config
+from exporter.targets import Target
+from exporter.tasks import Task, is_finished, is_unfinished
+
+# An unfinished task that a complete read of its window no longer returns is forgotten after
+# this many polls in a row (the cloud dropped it); until then it still counts as unfinished.
+MISSING_POLLS_BEFORE_FORGET = 3
+
+
+@dataclass(slots=True)
+class TaskRow:
+    """A task as the state remembers it."""
+
+    id: str
+    name: str
+    status: str
+    created_at: float
+    created_known: bool
+    updated_at: float | None
+    accounted: bool
+    missing: int = 0
+
+    @property
+    def duration(self) -> float | None:
+        """`updated_at - created_at`, clamped at 0 (clocks disagree); None when unknown."""
+        if not self.created_known or self.updated_at is None:
+            return None
+        return max(0.0, self.updated_at - self.created_at)
+
+
+@dataclass
+class TargetState:
+    """What the state knows of one task list: its watermark, tasks and finished counters."""
+
+    baseline_at: float | None
+    watermark: float | None
+    last_success: float | None
+    tasks: dict[str, TaskRow]
+    finished: dict[tuple[str, str], int]
+
+
+@dataclass
+class HistogramDelta:
+    """One poll's observations of one duration series: per-bucket counts (not cumulative,
+    the last one is +Inf), their sum and count."""
+
+    buckets: list[int]
+    sum: float = 0.0
+    count: int = 0
+
+
+@dataclass
+class PollCommit:
+    """Everything one poll changes, committed at once."""
+
+    target: str
+    baseline_at: float
+    watermark: float
+    last_success: float
+    upserts: list[TaskRow] = field(default_factory=list)
+    deletes: list[str] = field(default_factory=list)
+    finished: dict[tuple[str, str], int] = field(default_factory=dict)  # increments
+    durations: dict[str, HistogramDelta] = field(default_factory=dict)  # increments
+    prune_before: float = 0.0
+
+    @property
+    def quiet(self) -> bool:
+        """Nothing but the watermark moved: no task, counter or histogram changed."""
+        return not (self.upserts or self.deletes or self.finished or self.durations)
+
+
+@dataclass
+class MergeResult:
+    commit: PollCommit
+    counted: int = 0
+    forgotten: list[str] = field(default_factory=list)
+
+
+def window_start(state: TargetState, now: float, config: Config) -> float:
+    """Where this poll's read of the task list starts (epoch seconds)."""
+    if state.watermark is None:
+        return now - config.lookback
+    since = max(state.watermark - config.overlap, now - config.catchup_max)
+    unfinished = [t.created_at for t in state.tasks.values() if is_unfinished(t.status)]
+    if unfinished:
+        since = min(since, min(unfinished) - config.overlap)
+    return max(since, now - config.retention)
+
+
+def bucket_index(bounds: Sequence[float], value: float) -> int:
+    """Index of the first bucket whose upper bound is >= value (`le` semantics)."""
+    return bisect_left(bounds, value)
+
+
+def histogram_series_key(target: Target, by_instance: bool, name: str, status: str) -> str:
+    """The stored key of a histogram series.
+
+    Without `by_instance` the instances of a service in a project share series; the task
+    center keeps its own (`source`), so a DCS task seen in both lists is never observed twice
+    in one series.
+    """
+    instance = target.instance_id if by_instance else ""
+    mode = "instance" if by_instance else "aggregate"
+    return json.dumps(
+        [
+            mode,
+            target.service,
+            target.region,
+            target.project_id,
+            target.source,
+            instance,
+            name,
+            status,
+        ]
+    )
+
+
+def merge(
+    target: Target,
+    state: TargetState,
+    fetched: Sequence[Task],
+    *,
+    since: float,
+    now: float,
+    poll_started: float,
+    config: Config,
+) -> MergeResult:
+    """Apply one poll's tasks to the task list's stored state."""
+    baseline = state.baseline_at is None
+    bounds = config.metrics.duration_buckets
+    commit = PollCommit(
+        target=target.key,
+        baseline_at=state.baseline_at if state.baseline_at is not None else now,
+        watermark=poll_started,
+        last_success=now,
+        prune_before=now - config.retention,
+    )
+    tasks = dict(state.tasks)
+    result = MergeResult(commit=commit)
+    fetched_ids = set()
+    for t in fetched:
+        fetched_ids.add(t.id)
+        old = tasks.get(t.id)
+        if t.created_at is not None:
+            created, known = t.created_at, True
+        elif old is not None:
+            created, known = old.created_at, old.created_known
+        else:
+            created, known = now, False  # first seen now: the best bound we have
+        updated = t.updated_at if t.updated_at is not None else (old.updated_at if old else None)
+        accounted = old.accounted if old is not None else False
+        row = TaskRow(t.id, t.name, t.status, created, known, updated, accounted, 0)
+        if not accounted and is_finished(t.status):
+            row.accounted = True
+            if not baseline:
+                key = (t.name, t.status)
+                commit.finished[key] = commit.finished.get(key, 0) + 1
+                result.counted += 1
+                duration = row.duration
+                if duration is not None:
+                    series = histogram_series_key(
+                        target, config.metrics.duration_by_instance, t.name, t.status
+                    )
+                    delta = commit.durations.get(series)
+                    if delta is None:
+                        delta = commit.durations[series] = HistogramDelta([0] * (len(bounds) + 1))
+                    delta.buckets[bucket_index(bounds, duration)] += 1
+                    delta.sum += duration
+                    delta.count += 1
+        if row != old:
+            commit.upserts.append(row)
+            tasks[t.id] = row
+    for task_id, old in list(tasks.items()):
+        if task_id in fetched_ids or old.accounted or old.created_at < since + 1:
+            continue
+        missing = old.missing + 1
+        if missing >= MISSING_POLLS_BEFORE_FORGET:
+            commit.deletes.append(task_id)
+            result.forgotten.append(task_id)
+            del tasks[task_id]
+        else:
+            row = TaskRow(
+                old.id,
+                old.name,
+                old.status,
+                old.created_at,
+                old.created_known,
+                old.updated_at,
+                old.accounted,
+                missing,
+            )
+            commit.upserts.append(row)
+            tasks[task_id] = row
+    for task_id in [i for i, t in tasks.items() if t.created_at < commit.prune_before]:
+        del tasks[task_id]
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSummary:
+    """The task gauges of one task list, computed from its stored tasks."""
+
+    recent: tuple[tuple[str, str, int], ...] = ()
+    finished: tuple[tuple[str, str, int], ...] = ()
+    last_status: tuple[tuple[str, str], ...] = ()
+    last_finished: tuple[tuple[str, float | None, float], ...] = ()
+    oldest_unfinished: tuple[tuple[str, float], ...] = ()
+    names: tuple[str, ...] = ()  # task names seen within the window
+    zero_statuses: tuple[str, ...] = ()  # statuses whose series start at 0 for those names
+
+
+def summarize(
+    tasks: Iterable[TaskRow],
+    finished: Mapping[tuple[str, str], int],
+    since: float,
+    zero_statuses: Sequence[str] = (),
+) -> TaskSummary:
+    """Gauges over the tasks created at or after `since` (the lookback window).
+
+    Counters are completed with zeros: every name seen in the window, in every status of
+    `zero_statuses`, so that the first finish of its kind is an increase from 0.
+    """
+    recent: Counter[tuple[str, str]] = Counter()
+    newest: dict[str, TaskRow] = {}
+    last_done: dict[str, TaskRow] = {}
+    oldest: dict[str, float] = {}
+    for t in tasks:
+        if t.created_at < since:
+            continue
+        recent[(t.name, t.status)] += 1
+        cur = newest.get(t.name)
+        if cur is None or (t.created_at, t.id) > (cur.created_at, cur.id):
+            newest[t.name] = t
+        if is_finished(t.status) and t.updated_at is not None:
+            done = last_done.get(t.name)
+            if done is None or (t.updated_at, t.id) > (done.updated_at or 0.0, done.id):
+                last_done[t.name] = t
+        if is_unfinished(t.status) and (t.name not in oldest or t.created_at < oldest[t.name]):
+            oldest[t.name] = t.created_at
+    counts = dict(finished)
+    for name in newest:
+        for status in zero_statuses:
+            counts.setdefault((name, status), 0)
+    return TaskSummary(
+        recent=tuple(sorted((n, s, c) for (n, s), c in recent.items())),
+        finished=tuple(sorted((n, s, c) for (n, s), c in counts.items())),
+        last_status=tuple(sorted((n, t.status) for n, t in newest.items())),
+        last_finished=tuple(
+            sorted(
+                (n, t.duration, t.updated_at)
+                for n, t in last_done.items()
+                if t.updated_at is not None
+            )
+        ),
+        oldest_unfinished=tuple(sorted(oldest.items())),
+        names=tuple(sorted(newest)),
+        zero_statuses=tuple(zero_statuses),
+    )
