@@ -8,6 +8,7 @@ import logging
 import signal
 import ssl
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 
 import httpx
@@ -26,6 +27,7 @@ from exporter.sharding import UNSHARDED, Shard
 from exporter.snapshot import SnapshotStore
 from exporter.sources import ProviderCache, Source, all_targets, build_sources
 from exporter.state import StateStore
+from exporter.transport import LeanTransport
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +59,23 @@ class Exporter:
                 "cannot tell the real cloud endpoints from impostors"
             )
 
-    def _verify(self) -> ssl.SSLContext | bool:
+    def _ssl_context(self) -> ssl.SSLContext:
+        """One TLS context for every client: building one loads the whole CA bundle."""
         settings = self.config.http
         if not settings.tls_verify:
-            return False
+            return httpx.create_ssl_context(verify=False)
         if settings.ca_file is not None:
             return ssl.create_default_context(cafile=str(settings.ca_file))
-        return True
+        return httpx.create_ssl_context()
+
+    def _transport(self, context: ssl.SSLContext) -> httpx.AsyncBaseTransport | None:
+        """The lean transport, unless a proxy is configured or set in the environment
+        (httpx's own transport knows proxies)."""
+        if self.config.http.proxy is not None or any(
+            k in ("http", "https", "all") for k in urllib.request.getproxies()
+        ):
+            return None
+        return LeanTransport(context, max_idle_per_origin=self.config.http.max_concurrency)
 
     @contextlib.asynccontextmanager
     async def _running(self) -> AsyncIterator[tuple[Poller, list[Source]]]:
@@ -73,17 +85,23 @@ class Exporter:
             max_connections=settings.max_concurrency * 2,
             max_keepalive_connections=settings.max_concurrency,
         )
+        context = self._ssl_context()
         async with (
             httpx.AsyncClient(
                 limits=limits,
                 headers={"User-Agent": f"huaweicloud-task-exporter/{__version__}"},
                 follow_redirects=False,
-                verify=self._verify(),
+                verify=context,
                 proxy=settings.proxy,
                 timeout=settings.timeout,
+                transport=self._transport(context),
             ) as http,
             # The metadata service is link-local: never through a proxy.
-            httpx.AsyncClient(trust_env=False, timeout=METADATA_TIMEOUT) as metadata_http,
+            httpx.AsyncClient(
+                trust_env=False,
+                timeout=METADATA_TIMEOUT,
+                transport=LeanTransport(context, max_idle_per_origin=2),
+            ) as metadata_http,
         ):
             client = CloudClient(http, settings, self.metrics)
             sources = build_sources(self.config, ProviderCache(http, metadata_http), client)

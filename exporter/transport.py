@@ -1,0 +1,305 @@
+"""A lean HTTP/1.1 transport for httpx: keep-alive connections per origin, nothing else.
+
+httpx's default stack (httpcore's pool, anyio, h11) costs more CPU per request than a whole
+quiet poll may: its pool scans every connection (with a socket poll each) on every request,
+quadratically when many are idle. The exporter only ever sends small GETs to a few origins,
+so this transport keeps a stack of idle connections per origin, writes the request in one
+go and parses the answer itself, with bounds on the status line, the headers and chunk
+sizes. It plugs in under httpx, so everything above it (auth, redirects off, decoding,
+streaming, timeouts as httpx exceptions) is unchanged. A proxy is left to httpx's own
+transport (`exporter.app`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+MAX_HEAD = 64 * 1024  # status line and headers together
+MAX_HEADERS = 100
+MAX_CHUNK_LINE = 1024
+READ_SIZE = 64 * 1024
+
+Origin = tuple[str, str, int]
+
+
+class _Connection:
+    __slots__ = ("origin", "reader", "used", "writer")
+
+    def __init__(
+        self, origin: Origin, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.origin = origin
+        self.reader = reader
+        self.writer = writer
+        self.used = False  # has answered a request before (may have been closed since)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _timeouts(request: httpx.Request) -> dict[str, float | None]:
+    found = request.extensions.get("timeout")
+    return found if isinstance(found, dict) else {}
+
+
+if sys.version_info >= (3, 11):
+
+    async def _within(awaitable: Any, seconds: float | None, error: type[Exception]) -> Any:
+        """`awaitable`, or `error` (an httpx timeout) after `seconds`."""
+        if seconds is None:
+            return await awaitable
+        try:
+            async with asyncio.timeout(seconds):
+                return await awaitable
+        except TimeoutError:
+            raise error(f"no progress within {seconds:g}s") from None
+
+else:  # 3.10: no asyncio.timeout, and its TimeoutError is not the builtin one
+
+    async def _within(awaitable: Any, seconds: float | None, error: type[Exception]) -> Any:
+        """`awaitable`, or `error` (an httpx timeout) after `seconds`."""
+        if seconds is None:
+            return await awaitable
+        try:
+            return await asyncio.wait_for(awaitable, seconds)
+        except asyncio.TimeoutError:
+            raise error(f"no progress within {seconds:g}s") from None
+
+
+class LeanTransport(httpx.AsyncBaseTransport):
+    """HTTP/1.1 with keep-alive, over plain TCP or TLS, for httpx.AsyncClient."""
+
+    def __init__(self, ssl_context: ssl.SSLContext | None, max_idle_per_origin: int = 16) -> None:
+        self._ssl = ssl_context
+        self._max_idle = max_idle_per_origin
+        self._idle: dict[Origin, list[_Connection]] = {}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        scheme = url.scheme
+        if scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"unsupported scheme {scheme!r}")
+        origin = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
+        timeouts = _timeouts(request)
+        head = self._head(request)
+        body = request.content
+        while True:
+            conn = self._take(origin)
+            reused = conn is not None
+            if conn is None:
+                conn = await self._connect(origin, timeouts.get("connect"))
+            try:
+                conn.writer.write(head + body if body else head)
+                await _within(conn.writer.drain(), timeouts.get("write"), httpx.WriteTimeout)
+                status, reason, headers = await _within(
+                    self._read_head(conn), timeouts.get("read"), httpx.ReadTimeout
+                )
+            except (ConnectionError, OSError, asyncio.IncompleteReadError) as exc:
+                conn.close()
+                if reused:
+                    continue  # a kept-alive connection the server had closed: a new one
+                raise httpx.ReadError(f"connection lost: {type(exc).__name__}") from None
+            except BaseException:
+                conn.close()
+                raise
+            break
+        stream = _Body(self, conn, headers, request.method, status, timeouts.get("read"))
+        return httpx.Response(
+            status,
+            headers=headers,
+            stream=stream,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
+        )
+
+    @staticmethod
+    def _head(request: httpx.Request) -> bytes:
+        url = request.url
+        target = url.raw_path or b"/"
+        lines = [request.method.encode("ascii") + b" " + target + b" HTTP/1.1\r\n"]
+        has_host = False
+        for name, value in request.headers.raw:
+            if name.lower() == b"host":
+                has_host = True
+            lines.append(name + b": " + value + b"\r\n")
+        if not has_host:
+            lines.insert(1, b"Host: " + url.netloc + b"\r\n")
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+    def _take(self, origin: Origin) -> _Connection | None:
+        stack = self._idle.get(origin)
+        while stack:
+            conn = stack.pop()
+            if conn.reader.at_eof() or conn.writer.is_closing():
+                conn.close()
+                continue
+            return conn
+        return None
+
+    def _give_back(self, conn: _Connection) -> None:
+        stack = self._idle.setdefault(conn.origin, [])
+        if len(stack) >= self._max_idle:
+            conn.close()
+            return
+        conn.used = True
+        stack.append(conn)
+
+    async def _connect(self, origin: Origin, timeout: float | None) -> _Connection:
+        scheme, host, port = origin
+        tls = self._ssl if scheme == "https" else None
+        if scheme == "https" and tls is None:
+            tls = ssl.create_default_context()
+        try:
+            reader, writer = await _within(
+                asyncio.open_connection(
+                    host, port, ssl=tls, server_hostname=host if tls else None, limit=MAX_HEAD
+                ),
+                timeout,
+                httpx.ConnectTimeout,
+            )
+        except httpx.ConnectTimeout:
+            raise
+        except ssl.SSLError as exc:
+            raise httpx.ConnectError(f"TLS: {exc.reason or exc}") from None
+        except OSError as exc:
+            raise httpx.ConnectError(exc.strerror or str(exc)) from None
+        return _Connection(origin, reader, writer)
+
+    async def _read_head(self, conn: _Connection) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        try:
+            raw = await conn.reader.readuntil(b"\r\n\r\n")
+        except asyncio.LimitOverrunError:
+            raise httpx.RemoteProtocolError("response head over 64 KiB") from None
+        lines = raw[:-4].split(b"\r\n")
+        parts = lines[0].split(b" ", 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            raise httpx.RemoteProtocolError("not an HTTP/1.x status line")
+        if len(lines) - 1 > MAX_HEADERS:
+            raise httpx.RemoteProtocolError(f"more than {MAX_HEADERS} response headers")
+        headers: list[tuple[bytes, bytes]] = []
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep or not name or name != name.strip():
+                raise httpx.RemoteProtocolError("malformed response header")
+            headers.append((name, value.strip()))
+        return int(parts[1]), parts[2] if len(parts) > 2 else b"", headers
+
+    async def aclose(self) -> None:
+        for stack in self._idle.values():
+            for conn in stack:
+                conn.close()
+        self._idle.clear()
+
+
+class _Body(httpx.AsyncByteStream):
+    """A response body by Content-Length, chunked or until the server closes; the
+    connection goes back to the pool only when the body was read to its end."""
+
+    def __init__(
+        self,
+        transport: LeanTransport,
+        conn: _Connection,
+        headers: list[tuple[bytes, bytes]],
+        method: str,
+        status: int,
+        read_timeout: float | None,
+    ) -> None:
+        self._transport = transport
+        self._conn: _Connection | None = conn
+        self._timeout = read_timeout
+        values = {k.lower(): v for k, v in headers}
+        self._keep_alive = values.get(b"connection", b"").lower() != b"close"
+        self._chunked = b"chunked" in values.get(b"transfer-encoding", b"").lower()
+        self._length: int | None = None
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            self._length = 0
+        elif not self._chunked and b"content-length" in values:
+            text = values[b"content-length"]
+            if not text.isdigit():
+                raise httpx.RemoteProtocolError("invalid Content-Length")
+            self._length = int(text)
+        elif not self._chunked:
+            self._keep_alive = False  # delimited by the end of the connection
+
+    async def _read(self, n: int) -> bytes:
+        assert self._conn is not None
+        reader = self._conn.reader
+        return bytes(await _within(reader.read(n), self._timeout, httpx.ReadTimeout))
+
+    async def _read_line(self) -> bytes:
+        assert self._conn is not None
+        try:
+            line = await _within(
+                self._conn.reader.readuntil(b"\r\n"), self._timeout, httpx.ReadTimeout
+            )
+        except asyncio.LimitOverrunError:
+            raise httpx.RemoteProtocolError("chunk line too long") from None
+        if len(line) > MAX_CHUNK_LINE:
+            raise httpx.RemoteProtocolError("chunk line too long")
+        return bytes(line)
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        if self._length is not None:
+            left = self._length
+            while left:
+                data = await self._read(min(left, READ_SIZE))
+                if not data:
+                    raise httpx.RemoteProtocolError("connection closed before the body ended")
+                left -= len(data)
+                yield data
+        elif self._chunked:
+            while True:
+                size_text = (await self._read_line()).split(b";", 1)[0].strip()
+                try:
+                    size = int(size_text, 16)
+                except ValueError:
+                    raise httpx.RemoteProtocolError("invalid chunk size") from None
+                if size == 0:
+                    while (await self._read_line()) != b"\r\n":  # trailers
+                        pass
+                    break
+                left = size
+                while left:
+                    data = await self._read(min(left, READ_SIZE))
+                    if not data:
+                        raise httpx.RemoteProtocolError("connection closed inside a chunk")
+                    left -= len(data)
+                    yield data
+                if await self._read_line() != b"\r\n":
+                    raise httpx.RemoteProtocolError("chunk not followed by CRLF")
+        else:
+            while data := await self._read(READ_SIZE):
+                yield data
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._conn is None:
+            return
+        try:
+            async for data in self._chunks():
+                yield data
+        except (ConnectionError, OSError, asyncio.IncompleteReadError) as exc:
+            self._drop()
+            raise httpx.ReadError(f"connection lost: {type(exc).__name__}") from None
+        except BaseException:
+            self._drop()
+            raise
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            if self._keep_alive:
+                self._transport._give_back(conn)
+            else:
+                conn.close()
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def aclose(self) -> None:
+        self._drop()  # not read to its end: the connection cannot be reused
