@@ -4,8 +4,8 @@ httpx's default stack (httpcore's pool, anyio, h11) costs more CPU per request t
 quiet poll may: its pool scans every connection (with a socket poll each) on every request,
 quadratically when many are idle. The exporter only ever sends small GETs to a few origins,
 so this transport keeps a stack of idle connections per origin, writes the request in one
-go and parses the answer itself, with bounds on the status line, the headers and chunk
-sizes. It plugs in under httpx, so everything above it (auth, redirects off, decoding,
+go and reads the whole answer itself, with bounds on the status line, the headers, chunk
+lines and the body. It plugs in under httpx, so everything above it (auth, redirects off, decoding,
 streaming, timeouts as httpx exceptions) is unchanged. A proxy is left to httpx's own
 transport (`exporter.app`).
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -24,12 +23,14 @@ MAX_HEAD = 64 * 1024  # status line and headers together
 MAX_HEADERS = 100
 MAX_CHUNK_LINE = 1024
 READ_SIZE = 64 * 1024
+SLICE = 16 * 1024  # what httpx's decoders get at a time
+MAX_BODY = 16 * 2**20  # bytes on the wire; decoded size is bounded above it (cloudapi)
 
 Origin = tuple[str, str, int]
 
 
 class _Connection:
-    __slots__ = ("origin", "reader", "used", "writer")
+    __slots__ = ("origin", "reader", "writer")
 
     def __init__(
         self, origin: Origin, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -37,7 +38,6 @@ class _Connection:
         self.origin = origin
         self.reader = reader
         self.writer = writer
-        self.used = False  # has answered a request before (may have been closed since)
 
     def close(self) -> None:
         self.writer.close()
@@ -75,9 +75,15 @@ else:  # 3.10: no asyncio.timeout, and its TimeoutError is not the builtin one
 class LeanTransport(httpx.AsyncBaseTransport):
     """HTTP/1.1 with keep-alive, over plain TCP or TLS, for httpx.AsyncClient."""
 
-    def __init__(self, ssl_context: ssl.SSLContext | None, max_idle_per_origin: int = 16) -> None:
+    def __init__(
+        self,
+        ssl_context: ssl.SSLContext | None,
+        max_idle_per_origin: int = 16,
+        max_body: int = MAX_BODY,
+    ) -> None:
         self._ssl = ssl_context
         self._max_idle = max_idle_per_origin
+        self._max_body = max_body
         self._idle: dict[Origin, list[_Connection]] = {}
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -109,11 +115,25 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 conn.close()
                 raise
             break
-        stream = _Body(self, conn, headers, request.method, status, timeouts.get("read"))
+        try:
+            body_reader = _BodyReader(
+                conn.reader, headers, request.method, status, self._max_body, timeouts.get("read")
+            )
+            content = await body_reader.read()
+        except (ConnectionError, OSError) as exc:
+            conn.close()
+            raise httpx.ReadError(f"connection lost: {type(exc).__name__}") from None
+        except BaseException:
+            conn.close()
+            raise
+        if body_reader.keep_alive:
+            self._give_back(conn)
+        else:
+            conn.close()
         return httpx.Response(
             status,
             headers=headers,
-            stream=stream,
+            stream=_Buffered(content),
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
         )
 
@@ -147,7 +167,6 @@ class LeanTransport(httpx.AsyncBaseTransport):
         if len(stack) >= self._max_idle:
             conn.close()
             return
-        conn.used = True
         stack.append(conn)
 
     async def _connect(self, origin: Origin, timeout: float | None) -> _Connection:
@@ -197,24 +216,43 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self._idle.clear()
 
 
-class _Body(httpx.AsyncByteStream):
-    """A response body by Content-Length, chunked or until the server closes; the
-    connection goes back to the pool only when the body was read to its end."""
+class _Buffered(httpx.AsyncByteStream):
+    """A body already read off the connection, handed to httpx in slices (so that its
+    decoders never inflate more than one slice's worth at a time)."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+        self._at = 0
+
+    def __aiter__(self) -> _Buffered:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._at >= len(self._body):
+            raise StopAsyncIteration
+        piece = self._body[self._at : self._at + SLICE]
+        self._at += SLICE
+        return piece
+
+
+class _BodyReader:
+    """Reads one response body by Content-Length, chunked or until the server closes, at
+    most `limit` bytes; says whether the connection can carry another request."""
 
     def __init__(
         self,
-        transport: LeanTransport,
-        conn: _Connection,
+        reader: asyncio.StreamReader,
         headers: list[tuple[bytes, bytes]],
         method: str,
         status: int,
+        limit: int,
         read_timeout: float | None,
     ) -> None:
-        self._transport = transport
-        self._conn: _Connection | None = conn
+        self._reader = reader
         self._timeout = read_timeout
+        self._limit = limit
         values = {k.lower(): v for k, v in headers}
-        self._keep_alive = values.get(b"connection", b"").lower() != b"close"
+        self.keep_alive = values.get(b"connection", b"").lower() != b"close"
         self._chunked = b"chunked" in values.get(b"transfer-encoding", b"").lower()
         self._length: int | None = None
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
@@ -224,82 +262,55 @@ class _Body(httpx.AsyncByteStream):
             if not text.isdigit():
                 raise httpx.RemoteProtocolError("invalid Content-Length")
             self._length = int(text)
+            if self._length > limit:
+                raise httpx.RemoteProtocolError(f"response body over {limit} bytes")
         elif not self._chunked:
-            self._keep_alive = False  # delimited by the end of the connection
+            self.keep_alive = False  # delimited by the end of the connection
 
-    async def _read(self, n: int) -> bytes:
-        assert self._conn is not None
-        reader = self._conn.reader
-        return bytes(await _within(reader.read(n), self._timeout, httpx.ReadTimeout))
-
-    async def _read_line(self) -> bytes:
-        assert self._conn is not None
+    async def _exactly(self, n: int) -> bytes:
         try:
-            line = await _within(
-                self._conn.reader.readuntil(b"\r\n"), self._timeout, httpx.ReadTimeout
+            return bytes(
+                await _within(self._reader.readexactly(n), self._timeout, httpx.ReadTimeout)
             )
+        except asyncio.IncompleteReadError:
+            raise httpx.RemoteProtocolError("connection closed before the body ended") from None
+
+    async def _line(self) -> bytes:
+        try:
+            line = await _within(self._reader.readuntil(b"\r\n"), self._timeout, httpx.ReadTimeout)
         except asyncio.LimitOverrunError:
             raise httpx.RemoteProtocolError("chunk line too long") from None
+        except asyncio.IncompleteReadError:
+            raise httpx.RemoteProtocolError("connection closed inside a chunked body") from None
         if len(line) > MAX_CHUNK_LINE:
             raise httpx.RemoteProtocolError("chunk line too long")
         return bytes(line)
 
-    async def _chunks(self) -> AsyncIterator[bytes]:
+    async def read(self) -> bytes:
         if self._length is not None:
-            left = self._length
-            while left:
-                data = await self._read(min(left, READ_SIZE))
-                if not data:
-                    raise httpx.RemoteProtocolError("connection closed before the body ended")
-                left -= len(data)
-                yield data
-        elif self._chunked:
+            return await self._exactly(self._length) if self._length else b""
+        parts: list[bytes] = []
+        total = 0
+        if self._chunked:
             while True:
-                size_text = (await self._read_line()).split(b";", 1)[0].strip()
+                size_text = (await self._line()).split(b";", 1)[0].strip()
                 try:
                     size = int(size_text, 16)
                 except ValueError:
                     raise httpx.RemoteProtocolError("invalid chunk size") from None
                 if size == 0:
-                    while (await self._read_line()) != b"\r\n":  # trailers
+                    while (await self._line()) != b"\r\n":  # trailers
                         pass
-                    break
-                left = size
-                while left:
-                    data = await self._read(min(left, READ_SIZE))
-                    if not data:
-                        raise httpx.RemoteProtocolError("connection closed inside a chunk")
-                    left -= len(data)
-                    yield data
-                if await self._read_line() != b"\r\n":
+                    return b"".join(parts)
+                total += size
+                if total > self._limit:
+                    raise httpx.RemoteProtocolError(f"response body over {self._limit} bytes")
+                parts.append(await self._exactly(size))
+                if await self._line() != b"\r\n":
                     raise httpx.RemoteProtocolError("chunk not followed by CRLF")
-        else:
-            while data := await self._read(READ_SIZE):
-                yield data
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        if self._conn is None:
-            return
-        try:
-            async for data in self._chunks():
-                yield data
-        except (ConnectionError, OSError, asyncio.IncompleteReadError) as exc:
-            self._drop()
-            raise httpx.ReadError(f"connection lost: {type(exc).__name__}") from None
-        except BaseException:
-            self._drop()
-            raise
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            if self._keep_alive:
-                self._transport._give_back(conn)
-            else:
-                conn.close()
-
-    def _drop(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    async def aclose(self) -> None:
-        self._drop()  # not read to its end: the connection cannot be reused
+        while data := await _within(self._reader.read(READ_SIZE), self._timeout, httpx.ReadTimeout):
+            total += len(data)
+            if total > self._limit:
+                raise httpx.RemoteProtocolError(f"response body over {self._limit} bytes")
+            parts.append(bytes(data))
+        return b"".join(parts)

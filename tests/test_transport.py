@@ -152,3 +152,34 @@ def test_nothing_listening_is_a_connect_error() -> None:
                 await client.get("http://127.0.0.1:1/")
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n" + b"x" * 2000,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"200\r\n"
+        + b"x" * 512
+        + b"\r\n"
+        + b"400\r\n"
+        + b"x" * 1024
+        + b"\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"x" * 2000,
+    ],
+)
+def test_a_body_over_the_limit_is_refused(answer: bytes) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        server, url = await _serve(handler)
+        transport = LeanTransport(None, max_body=1024)
+        async with server, httpx.AsyncClient(transport=transport) as client:
+            with pytest.raises(httpx.RemoteProtocolError, match="over 1024 bytes"):
+                await client.get(url)
+
+    asyncio.run(main())
