@@ -48,6 +48,8 @@ SECRET_FIELDS = frozenset({"secret_key", "security_token", "password", "access_k
 _DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h|d|w))+$")
 _DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+# No setting needs more: a bound keeps sleeps and date arithmetic finite (`1e400s` is infinity).
+MAX_DURATION = 366 * 86400.0
 
 
 def parse_duration(value: Any) -> float:
@@ -59,9 +61,12 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, str):
         raise ValueError("must be a duration string such as 30s, 5m or 1h")
     text = value.strip()
-    if not _DURATION_RE.match(text):
+    if len(text) > 1000 or not _DURATION_RE.match(text):
         raise ValueError("invalid duration: use a number and a unit (ms, s, m, h, d, w)")
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART_RE.findall(text))
+    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART_RE.findall(text))
+    if not seconds <= MAX_DURATION:  # also false for infinity
+        raise ValueError("durations must be at most 366d")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:
@@ -464,15 +469,28 @@ class HttpSettings(CrossChecked):
 
 
 class MetricsSettings(StrictModel):
-    duration_buckets: list[float] = Field(default=list(DEFAULT_BUCKETS), min_length=1)
+    duration_buckets: list[float] = Field(
+        default=list(DEFAULT_BUCKETS), min_length=1, max_length=100
+    )
     duration_by_instance: bool = False
 
     @field_validator("duration_buckets")
     @classmethod
     def _increasing(cls, value: list[float]) -> list[float]:
-        if any(b <= 0 for b in value) or any(a >= b for a, b in itertools.pairwise(value)):
-            raise ValueError("buckets must be positive and strictly increasing")
+        if not all(0 < b <= MAX_DURATION for b in value):  # also false for NaN
+            raise ValueError("buckets must be positive, finite and at most 366d in seconds")
+        if any(a >= b for a, b in itertools.pairwise(value)):
+            raise ValueError("buckets must be strictly increasing")
         return value
+
+
+def _file_path(value: Any) -> Any:
+    """A path naming a file: `""` would be the working directory, `/` has no name."""
+    if isinstance(value, str | Path) and (
+        "\0" in str(value) or Path(value).name.strip() in ("", ".", "..")
+    ):
+        raise ValueError("must be the path of a file, such as /var/lib/exporter/state.db")
+    return value
 
 
 class Config(CrossChecked):
@@ -480,7 +498,9 @@ class Config(CrossChecked):
     lookback: Duration = 86400.0
     overlap: Duration = 600.0
     catchup_max: Duration = 3 * 86400.0
-    state_path: Path = Path("./huaweicloud-task-exporter.db")
+    state_path: Annotated[Path, BeforeValidator(_file_path)] = Path(
+        "./huaweicloud-task-exporter.db"
+    )
     credentials: Credentials | None = None
     http: HttpSettings = HttpSettings()
     metrics: MetricsSettings = MetricsSettings()

@@ -570,6 +570,51 @@ def test_yaml_beyond_plain_data_is_refused(text: str, message: str) -> None:
     assert message in only(text + TARGET if not text.startswith("---") else text).message
 
 
+@pytest.mark.parametrize("value", ["''", "' '", "/", ".", "..", "/var/lib/.."])
+def test_state_path_must_name_a_file(value: str) -> None:
+    problem = only(CREDS + TARGET + f"state_path: {value}\n")
+    assert (problem.line, problem.path) == (7, "state_path")
+    assert "must be the path of a file" in problem.message
+
+
+@pytest.mark.parametrize("key", ["poll_interval", "lookback", "catchup_max", "http.timeout"])
+@pytest.mark.parametrize("value", ["9" * 400 + "s", "1e400s", "367d", "1000000000s"])
+def test_durations_are_finite_and_bounded(key: str, value: str) -> None:
+    line = f"http: {{{key[5:]}: {value}}}\n" if key.startswith("http.") else f"{key}: {value}\n"
+    found = problems(CREDS + TARGET + line)
+    assert (found[0].line, found[0].path) == (7, key)
+    assert found[0].message in (
+        "durations must be at most 366d",
+        "invalid duration: use a number and a unit (ms, s, m, h, d, w)",  # 1e400s
+    )
+    if value != "1e400s":
+        assert found[0].message == "durations must be at most 366d"
+
+
+def test_longest_duration_is_accepted() -> None:
+    config = load_config_text(CREDS + TARGET + "lookback: 366d\ncatchup_max: 52w\n", env={})
+    assert config.retention == 366 * 86400
+
+
+@pytest.mark.parametrize(
+    ("buckets", "message"),
+    [
+        ("[5, .nan, 60]", "finite"),
+        ("[5, .inf]", "finite"),
+        ("[.NaN]", "finite"),
+        ("[-1, 5]", "positive"),
+        ("[0, 5]", "positive"),
+        ("[5, 5]", "strictly increasing"),
+        ("[60, 5]", "strictly increasing"),
+        ("[]", "at least 1"),
+    ],
+)
+def test_duration_buckets_are_finite_positive_increasing(buckets: str, message: str) -> None:
+    problem = only(CREDS + TARGET + f"metrics: {{duration_buckets: {buckets}}}\n")
+    assert (problem.line, problem.path) == (7, "metrics.duration_buckets")
+    assert message in problem.message
+
+
 def test_file_size_is_bounded(tmp_path: Path) -> None:
     path = tmp_path / "big.yml"
     with path.open("w") as f:
