@@ -1,0 +1,224 @@
+"""Hostile replies (issue 10): each test drives the real reader over real HTTP against a small
+hostile server (tests/hostile.py) and checks the poll fails cleanly, or counts exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from exporter.cloudapi import ApiError, CloudClient, FetchResult
+from exporter.config import HttpSettings
+from exporter.credentials import StaticKeys
+from exporter.selfmetrics import SelfMetrics
+from exporter.targets import Target
+from exporter.tasks import parse_page
+from tests import hostile
+from tests.conftest import ACCESS_KEY, PROJECT, SECRET_KEY
+
+# Bounds every test: a reader that hangs fails here instead of hanging the suite.
+GUARD = 20.0
+
+
+def _target(base_url: str, service: str = "dcs") -> Target:
+    return Target(
+        key=f"{service}/r/{PROJECT}/inst-1",
+        kind="instance",
+        service=service,
+        region="r",
+        project_id=PROJECT,
+        instance_id="inst-1",
+        instance_name="",
+        base_url=base_url,
+        credentials=StaticKeys(ACCESS_KEY, SECRET_KEY, None),
+    )
+
+
+def _fetch(base_url: str, since: float, service: str = "dcs", **http: Any) -> FetchResult:
+    settings = HttpSettings.model_validate(
+        {"timeout": "1s", "retries": 0, "backoff_initial": "10ms", "backoff_max": "10ms", **http}
+    )
+
+    async def go() -> FetchResult:
+        async with httpx.AsyncClient() as client:
+            cloud = CloudClient(client, settings, SelfMetrics(CollectorRegistry()))
+            target = _target(base_url, service)
+            return await asyncio.wait_for(cloud.fetch_tasks(target, since), GUARD)
+
+    return asyncio.run(go())
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _paged(tasks: list[dict[str, Any]]) -> hostile.Behaviour:
+    """A DCS task list of these tasks in this order, paged by offset and limit."""
+
+    def answer(q: dict[str, str]) -> Any:
+        offset, limit = int(q.get("offset", "0")), int(q.get("limit", "10"))
+        return {"task_count": len(tasks), "tasks": tasks[offset : offset + limit]}
+
+    return hostile.pages(answer)
+
+
+# -- time -------------------------------------------------------------------------------------
+
+
+def test_a_trickling_reply_fails_within_the_request_deadline() -> None:
+    """One byte every 0.2 s never trips a 1 s read timeout; the total deadline does."""
+    with (
+        hostile.running(hostile.trickle(0.2)) as (server,),
+        pytest.raises(ApiError, match=r"no complete answer within 1s"),
+    ):
+        _fetch(server.url, time.time() - 3600)
+
+
+def test_a_poll_has_a_total_deadline() -> None:
+    """Pages that each come in time but never end: the poll fails at http.poll_timeout."""
+    counter = iter(range(10**9))
+
+    def endless(q: dict[str, str]) -> Any:
+        now = _iso(time.time())
+        tasks = [{"id": f"t{next(counter)}", "status": "SUCCESS", "created_at": now}]
+        return {"tasks": tasks}
+
+    with hostile.running(hostile.pages(endless, delay=0.2)) as (server,):
+        with pytest.raises(ApiError, match=r"did not finish within 1.5s \(http.poll_timeout\)"):
+            _fetch(server.url, time.time() - 3600, page_size=1, poll_timeout="1500ms")
+        assert len(server.requests) >= 3  # it was paging, not stuck on one request
+
+
+# -- size and depth ---------------------------------------------------------------------------
+
+
+def test_a_decompression_bomb_is_refused_at_the_size_cap() -> None:
+    """200 KiB of gzip that expands to 20 MiB of valid JSON, against a 1 MiB cap."""
+    doc = b'{"tasks": [], "pad": "' + b"0" * (20 * 2**20) + b'"}'
+    bomb = gzip.compress(doc, compresslevel=9)
+    assert len(bomb) < 200 * 1024
+    behaviour = hostile.reply(200, bomb, {"Content-Encoding": "gzip"})
+    with hostile.running(behaviour) as (server,):
+        with pytest.raises(ApiError, match=r"larger than 1 MiB once decoded"):
+            _fetch(server.url, time.time() - 3600, max_response_bytes=2**20)
+        # Under the cap the same kind of reply is read as usual.
+        small = gzip.compress(json.dumps({"task_count": 0, "tasks": []}).encode())
+        server.behaviour = hostile.reply(200, small, {"Content-Encoding": "gzip"})
+        assert _fetch(server.url, time.time() - 3600).tasks == []
+
+
+def test_deeply_nested_json_is_refused() -> None:
+    body = b'{"tasks": [], "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with (
+        hostile.running(hostile.reply(200, body)) as (server,),
+        pytest.raises(ApiError, match=r"nests deeper than 32 levels"),
+    ):
+        _fetch(server.url, time.time() - 3600)
+
+
+# -- paging -----------------------------------------------------------------------------------
+
+
+def test_one_bogus_old_date_does_not_stop_paging() -> None:
+    """150 tasks in the window, newest first, the third one dated 1970: 149 are read."""
+    now = time.time()
+    tasks = [
+        {"id": f"t{i}", "name": "modify", "status": "SUCCESS", "created_at": _iso(now - 10 * i)}
+        for i in range(150)
+    ]
+    tasks[2]["created_at"] = "1970-01-01T00:00:00Z"
+    with hostile.running(_paged(tasks)) as (server,):
+        got = _fetch(server.url, now - 3600, page_size=100)
+    assert {t.id for t in got.tasks} == {f"t{i}" for i in range(150)} - {"t2"}
+    assert got.pages == 2
+
+
+def test_paging_still_stops_once_the_list_is_past_the_window() -> None:
+    """A server ignoring the window: reading stops on the page that reaches past it."""
+    now = time.time()
+    tasks = [
+        {"id": f"t{i}", "status": "SUCCESS", "created_at": _iso(now - 60 * i)} for i in range(1000)
+    ]
+    with hostile.running(_paged(tasks)) as (server,):
+        got = _fetch(server.url, now - 60 * 25 - 30, page_size=10)
+    assert {t.id for t in got.tasks} == {f"t{i}" for i in range(26)}
+    assert got.pages == 3
+
+
+# -- strings ----------------------------------------------------------------------------------
+
+
+def test_cloud_strings_are_cleaned_and_capped_where_they_are_parsed() -> None:
+    now = time.time()
+    body = {
+        "tasks": [
+            {"id": "a", "name": "bad\ud800", "status": "SUCCESS", "created_at": _iso(now)},
+            {"id": "b", "name": "ok", "status": "fail\ud800ed\x00", "created_at": _iso(now)},
+            {"id": "c\ud800", "name": "x" * 1_000_000, "status": "SUCCESS"},
+            {"id": "c\udfff", "name": "tab\tand\nnewline", "status": "SUCCESS"},
+        ]
+    }
+    tasks, _, _ = parse_page(json.loads(json.dumps(body)), now)
+    for task in tasks:
+        for text in (task.id, task.name, task.status):
+            text.encode("utf-8")  # no lone surrogate left
+            assert not any(ord(c) < 32 for c in text)
+    a, b, c, d = tasks
+    assert a.name == "bad\ufffd"
+    assert b.status == "FAIL\ufffdED"
+    assert len(c.name) == 128
+    assert c.name.endswith("…")
+    assert c.id != d.id  # distinct IDs stay distinct
+    assert d.name == "tab and newline"
+
+
+def test_timestamps_far_in_the_future_are_not_believed() -> None:
+    now = time.time()
+    body = {
+        "tasks": [
+            {
+                "id": "future",
+                "status": "SUCCESS",
+                "created_at": "2999-01-01T00:00:00Z",
+                "updated_at": "2999-01-01T00:01:00Z",
+            },
+            {
+                "id": "skewed",
+                "status": "SUCCESS",
+                "created_at": _iso(now + 60),
+                "updated_at": _iso(now + 120),
+            },
+        ]
+    }
+    future, skewed = parse_page(body, now)[0]
+    assert future.created_at is None
+    assert future.updated_at is None
+    assert skewed.created_at is not None  # a minute of clock skew is believed
+    assert skewed.updated_at is not None
+
+
+def test_error_texts_are_cleaned_and_never_echo_the_credentials() -> None:
+    """A gateway that echoes the request's Authorization header, with a lone surrogate."""
+
+    def echo(h: hostile.Handler) -> None:
+        body = {
+            "error_code": "SYS.5000",
+            "error_msg": f"bad\ud800 request; Authorization: {h.headers['Authorization']}",
+        }
+        h.send_raw(500, json.dumps(body).encode())
+
+    with hostile.running(echo) as (server,), pytest.raises(ApiError) as err:
+        _fetch(server.url, time.time() - 3600)
+    text = str(err.value)
+    text.encode("utf-8")
+    assert "bad\ufffd request" in text
+    assert ACCESS_KEY not in text
+    assert "Signature=" not in text
+    assert "<redacted>" in text
