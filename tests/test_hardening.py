@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import re
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +24,18 @@ from exporter.selfmetrics import SelfMetrics
 from exporter.targets import Target
 from exporter.tasks import parse_page
 from tests import hostile
-from tests.conftest import ACCESS_KEY, PROJECT, SECRET_KEY
+from tests.conftest import (
+    ACCESS_KEY,
+    PROJECT,
+    REGION,
+    SECRET_KEY,
+    ExporterProcess,
+    Metrics,
+    Sim,
+    config_doc,
+    instance_entry,
+    write_config,
+)
 
 # Bounds every test: a reader that hangs fails here instead of hanging the suite.
 GUARD = 20.0
@@ -222,3 +236,71 @@ def test_error_texts_are_cleaned_and_never_echo_the_credentials() -> None:
     assert ACCESS_KEY not in text
     assert "Signature=" not in text
     assert "<redacted>" in text
+
+
+# -- the exporter, for real -------------------------------------------------------------------
+
+
+def test_ten_trickling_endpoints_cannot_starve_a_healthy_one(
+    sim: Sim, tmp_path: Path, exporters: Callable[..., ExporterProcess]
+) -> None:
+    """More trickling endpoints than poll slots (8) beside a healthy task list on the simulator:
+    the healthy one keeps being polled and counts exactly; the others are down, and say why."""
+    w = sim.world
+    inst = w.add_instance("dcs", "healthy", PROJECT)
+    now = time.time()
+    w.add_task(inst.id, "modify", "SUCCESS", now - 300, now - 290)  # before the baseline
+    with hostile.running(*(hostile.trickle(0.3) for _ in range(10))) as servers:
+        doc = config_doc(
+            sim,
+            [],
+            state_path=tmp_path / "s.db",
+            http={"timeout": "1s", "retries": 1, "poll_timeout": "5s"},
+        )
+        healthy = doc["targets"][0]
+        healthy["instances"] = [instance_entry(w, inst.id)]
+        doc["targets"] = [
+            {
+                "region": REGION,
+                "project_id": PROJECT,
+                "endpoints": {"dcs": s.url, "dms": s.url},
+                "instances": [{"service": "dcs", "id": f"trickle-{i}"}],
+            }
+            for i, s in enumerate(servers)
+        ] + [healthy]
+        proc = exporters(write_config(tmp_path / "c.yml", doc))
+
+        def downs(m: Metrics) -> int:
+            return sum(1 for s in m.find("huaweicloud_task_up") if s.value == 0)
+
+        proc.wait_for(
+            lambda m: downs(m) == 10 and m.value("huaweicloud_task_up", instance_id=inst.id) == 1,
+            timeout=20,
+            what="the trickling targets down and the healthy one up",
+        )
+        expected = 0
+        for batch in (4, 3):  # counted exactly, poll after poll
+            t = time.time()
+            for _ in range(batch):
+                w.add_task(inst.id, "modify", "SUCCESS", t - 5, t - 1)
+            expected += batch
+            proc.wait_for(
+                lambda m, n=expected: finished(m, inst.id) == n,
+                timeout=20,
+                what=f"{expected} tasks counted",
+            )
+        assert finished(proc.scrape(), inst.id) == 7
+        assert proc.get("/healthz")[0] == 200
+        assert proc.get("/readyz")[0] == 200
+        page = proc.get("/")[2].decode()
+        assert page.count("no complete answer within 1s") == 10
+        failed = [line for line in proc.lines if "poll failed" in line and "trickle-" in line]
+        assert all("no complete answer within 1s" in line for line in failed)
+        assert {re.search(r"trickle-\d+", line).group() for line in failed} == {  # type: ignore[union-attr]
+            f"trickle-{i}" for i in range(10)
+        }
+        assert "Traceback" not in proc.output
+
+
+def finished(m: Metrics, instance_id: str) -> float:
+    return m.total("huaweicloud_task_finished_total", instance_id=instance_id)
