@@ -284,11 +284,11 @@ def test_ten_trickling_endpoints_cannot_starve_a_healthy_one(
             for _ in range(batch):
                 w.add_task(inst.id, "modify", "SUCCESS", t - 5, t - 1)
             expected += batch
-            proc.wait_for(
-                lambda m, n=expected: finished(m, inst.id) == n,
-                timeout=20,
-                what=f"{expected} tasks counted",
-            )
+
+            def counted(m: Metrics, n: int = expected) -> bool:
+                return finished(m, inst.id) == n
+
+            proc.wait_for(counted, timeout=20, what=f"{expected} tasks counted")
         assert finished(proc.scrape(), inst.id) == 7
         assert proc.get("/healthz")[0] == 200
         assert proc.get("/readyz")[0] == 200
