@@ -7,6 +7,7 @@ import asyncio
 import gzip
 import json
 import re
+import socket
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -34,6 +35,7 @@ from tests.conftest import (
     Sim,
     config_doc,
     instance_entry,
+    run_once,
     write_config,
 )
 
@@ -304,3 +306,51 @@ def test_ten_trickling_endpoints_cannot_starve_a_healthy_one(
 
 def finished(m: Metrics, instance_id: str) -> float:
     return m.total("huaweicloud_task_finished_total", instance_id=instance_id)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_iam_and_metadata_requests_are_counted_and_short_passwords_do_not_mangle_messages(
+    sim: Sim, tmp_path: Path
+) -> None:
+    """`api_requests_total` counts IAM token requests (right password, wrong one, IAM down)
+    and metadata requests; IAM's message about the password `wrong` is shown as it came."""
+    w = sim.world
+    w.add_iam_user("acme", "exporter", "correct-horse-battery")
+    insts = [w.add_instance("kafka", f"k{i}", PROJECT) for i in range(4)]
+    iam_down = f"http://127.0.0.1:{_closed_port()}"
+    user = {"source": "password", "user": "exporter", "domain": "acme"}
+    setups = [
+        ("ap-southeast-1", sim.server.iam_url, {**user, "password": "correct-horse-battery"}),
+        ("eu-west-101", sim.server.iam_url, {**user, "password": "wrong"}),
+        ("eu-de", iam_down, {**user, "password": "correct-horse-battery"}),
+        ("eu-nl", sim.server.iam_url, {"source": "metadata", "url": sim.server.metadata_url}),
+    ]
+    doc = config_doc(sim, [], state_path=tmp_path / "s.db")
+    doc["targets"] = [
+        {
+            "region": region,
+            "project_id": PROJECT,
+            "endpoints": {"dcs": sim.dcs_url, "dms": sim.dms_url, "iam": iam},
+            "credentials": creds,
+            "instances": [{"service": "kafka", "id": inst.id}],
+        }
+        for (region, iam, creds), inst in zip(setups, insts, strict=True)
+    ]
+    run = run_once(write_config(tmp_path / "c.yml", doc))
+    assert run.rc == 1
+    m = Metrics(run.stdout)
+    iam = "huaweicloud_task_api_requests_total"
+    assert m.total(iam, cloud_service="iam", region="ap-southeast-1", code="201") >= 1
+    assert m.total(iam, cloud_service="iam", region="eu-west-101", code="401") >= 1
+    assert m.total(iam, cloud_service="iam", region="eu-de", code="error") >= 1
+    assert m.total(iam, cloud_service="metadata", code="200") >= 2  # session token, then keys
+    assert m.value("huaweicloud_task_up", instance_id=insts[0].id) == 1
+    assert m.value("huaweicloud_task_up", instance_id=insts[3].id) == 1
+    assert "The username or password is wrong." in run.stderr
+    assert "<redacted>" not in run.stderr
+    assert "correct-horse-battery" not in run.stderr + run.stdout
