@@ -354,3 +354,56 @@ def test_iam_and_metadata_requests_are_counted_and_short_passwords_do_not_mangle
     assert "The username or password is wrong." in run.stderr
     assert "<redacted>" not in run.stderr
     assert "correct-horse-battery" not in run.stderr + run.stdout
+
+
+def test_hostile_strings_and_dates_neither_poison_a_task_list_nor_the_pages(
+    sim: Sim, tmp_path: Path, exporters: Callable[..., ExporterProcess]
+) -> None:
+    """19 tasks finish after the baseline: one named with a lone surrogate, one with such a
+    status, one with a 1 MB name, one dated 2999. All 19 are counted, labels stay short, the
+    latest finish is not in the future, and `/` still answers while another target's 500
+    carries a lone surrogate in its message."""
+    w = sim.world
+    inst = w.add_instance("kafka", "victim", PROJECT)
+    now = time.time()
+    w.add_task(inst.id, "modify", "SUCCESS", now - 300, now - 290)
+    bad_reply = hostile.reply(500, {"error_code": "SYS.5000", "error_msg": "bad\ud800 gateway"})
+    with hostile.running(bad_reply) as (server,):
+        doc = config_doc(sim, [instance_entry(w, inst.id)], state_path=tmp_path / "s.db")
+        doc["targets"].append(
+            {
+                "region": REGION,
+                "project_id": PROJECT,
+                "endpoints": {"dcs": server.url, "dms": server.url},
+                "instances": [{"service": "dcs", "id": "broken-gateway"}],
+            }
+        )
+        proc = exporters(write_config(tmp_path / "c.yml", doc))
+        proc.wait_for(
+            lambda m: m.value("huaweicloud_task_up", instance_id=inst.id) == 1,
+            what="the baseline",
+        )
+        t = time.time()
+        w.add_task(inst.id, "bad\ud800", "SUCCESS", t - 20, t - 10)
+        w.add_task(inst.id, "modify", "bad\ud800", t - 20, t - 10)
+        w.add_task(inst.id, "x" * 1_000_000, "SUCCESS", t - 20, t - 10)
+        w.add_task(inst.id, "modify", "SUCCESS", t - 20, datetime(2999, 1, 1).timestamp())
+        for i in range(15):
+            w.add_task(inst.id, "modify", "FAILED" if i % 3 else "SUCCESS", t - 30 + i, t - 5)
+        m = proc.wait_for(lambda m: finished(m, inst.id) >= 19, timeout=15, what="19 tasks counted")
+        time.sleep(2)  # a few more polls: nothing is counted twice
+        m = proc.scrape()
+        assert finished(m, inst.id) == 19
+        names = {s.labels["task_name"] for s in m.find("huaweicloud_task_finished_total")}
+        assert "bad\ufffd" in names
+        assert max(len(n) for n in names) == 128
+        assert len(m.text) < 200_000
+        statuses = {s.labels["status"] for s in m.find("huaweicloud_task_finished_total")}
+        assert "BAD\ufffd" in statuses
+        latest = max(s.value for s in m.find("huaweicloud_task_last_finished_timestamp_seconds"))
+        assert latest <= time.time() + 5
+        status, _, body = proc.get("/")
+        assert status == 200
+        assert "bad\ufffd gateway" in body.decode("utf-8")
+        assert m.value("huaweicloud_task_up", instance_id="broken-gateway") == 0
+        assert "Traceback" not in proc.output
