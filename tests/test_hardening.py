@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.cloudapi import ApiError, CloudClient, FetchResult
 from exporter.config import HttpSettings
-from exporter.credentials import StaticKeys
+from exporter.credentials import CredentialError, IamPassword, StaticKeys
 from exporter.selfmetrics import SelfMetrics
 from exporter.targets import Target
 from exporter.tasks import parse_page
@@ -407,3 +407,52 @@ def test_hostile_strings_and_dates_neither_poison_a_task_list_nor_the_pages(
         assert "bad\ufffd gateway" in body.decode("utf-8")
         assert m.value("huaweicloud_task_up", instance_id="broken-gateway") == 0
         assert "Traceback" not in proc.output
+
+
+def test_one_endpoint_cannot_take_every_poll_slot(
+    sim: Sim, tmp_path: Path, exporters: Callable[..., ExporterProcess]
+) -> None:
+    """Four task lists on one trickling endpoint, two poll slots, generous deadlines: the
+    endpoint holds at most one slot, so the healthy list is polled meanwhile."""
+    w = sim.world
+    inst = w.add_instance("dcs", "healthy", PROJECT)
+    with hostile.running(hostile.trickle(0.3)) as (server,):
+        doc = config_doc(
+            sim,
+            [instance_entry(w, inst.id)],
+            state_path=tmp_path / "s.db",
+            http={"timeout": "60s", "poll_timeout": "60s", "max_concurrency": 2},
+        )
+        doc["targets"].insert(
+            0,
+            {
+                "region": REGION,
+                "project_id": PROJECT,
+                "endpoints": {"dcs": server.url, "dms": server.url},
+                "instances": [{"service": "dcs", "id": f"trickle-{i}"} for i in range(4)],
+            },
+        )
+        proc = exporters(write_config(tmp_path / "c.yml", doc))
+        proc.wait_for(
+            lambda m: m.value("huaweicloud_task_up", instance_id=inst.id) == 1,
+            timeout=10,
+            what="the healthy task list polled",
+        )
+        assert len(server.requests) == 1  # the trickling endpoint had one slot, not two
+
+
+def test_a_trickling_iam_fails_the_token_request_within_the_deadline() -> None:
+    """IAM is reached through the same bounded reader as the task lists."""
+
+    async def go() -> None:
+        async with httpx.AsyncClient() as http:
+            provider = IamPassword(
+                http, server.url, "u", "d", "long-enough-password", "r", PROJECT, timeout=1.0
+            )
+            await asyncio.wait_for(provider.auth(), GUARD)
+
+    with (
+        hostile.running(hostile.trickle(0.2)) as (server,),
+        pytest.raises(CredentialError, match=r"no complete answer within 1s"),
+    ):
+        asyncio.run(go())
