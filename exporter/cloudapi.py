@@ -222,7 +222,8 @@ class CloudClient:
                     max_bytes=self.settings.max_response_bytes,
                 )
             except ReplyError as exc:
-                last = ApiError(str(exc), status=exc.status, retryable=exc.retryable)
+                hint = " (http.max_response_bytes)" if exc.oversized else ""
+                last = ApiError(f"{exc}{hint}", status=exc.status, retryable=exc.retryable)
                 code = str(exc.status) if exc.status is not None else "error"
                 self.metrics.api_requests.labels(service, region, code).inc()
             else:

@@ -44,10 +44,13 @@ def clean_text(value: str, limit: int) -> str:
 class ReplyError(Exception):
     """No usable reply: the message is safe to show; `retryable` says whether to try again."""
 
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool, status: int | None = None, oversized: bool = False
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.status = status
+        self.oversized = oversized
 
 
 @dataclass
@@ -93,10 +96,10 @@ async def _read(
             size += len(data)
             if size > max_bytes:
                 raise ReplyError(
-                    f"the answer is larger than {_size(max_bytes)} once decoded "
-                    "(http.max_response_bytes)",
+                    f"the answer is larger than {_size(max_bytes)} once decoded",
                     retryable=False,
                     status=response.status_code,
+                    oversized=True,
                 )
             chunks.append(data)
 
