@@ -104,7 +104,10 @@ class Exporter:
             ) as metadata_http,
         ):
             client = CloudClient(http, settings, self.metrics)
-            sources = build_sources(self.config, ProviderCache(http, metadata_http), client)
+            providers = ProviderCache(
+                http, metadata_http, metrics=self.metrics, timeout=settings.timeout
+            )
+            sources = build_sources(self.config, providers, client)
             poller = Poller(self.config, self.store, client, self.snapshots, self.metrics)
             poller.restore()
             # Sources that need nothing from the cloud (project ID given, no discovery) give

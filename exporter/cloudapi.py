@@ -8,16 +8,18 @@ on the DCS window parameter's name, so the reader is built to be exact under eve
   repeats one task per page, which deduplication by ID absorbs, and a 0-based server repeats
   none; a server that refuses `start=0` is asked again from 1;
 - the time window is always filtered here, whatever the server did with it, and paging
-  stops once a page reaches past the window (lists are newest first).
+  stops once the list visibly reaches past the window (lists are newest first; a page out of
+  that order, or a lone old date, never stops it: see `_past_window`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
-import json
+import itertools
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,8 +30,9 @@ import httpx
 
 from exporter.config import HttpSettings
 from exporter.credentials import CredentialError, CredentialProvider
-from exporter.logs import scrub
+from exporter.logs import REDACTED, scrub
 from exporter.ratelimit import HostLimiters
+from exporter.replies import Reply, ReplyError, TooDeep, clean_text, parse_json, read_reply
 from exporter.selfmetrics import SelfMetrics
 from exporter.targets import Target
 from exporter.tasks import Task, parse_page
@@ -85,21 +88,45 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _error_fields(body: bytes) -> tuple[str | None, str]:
+    """The code and message of an error body, cleaned: they are logged and shown on `/`."""
     try:
-        data = json.loads(body)
+        data = parse_json(body)
     except ValueError:
-        return None, body[:200].decode("utf-8", errors="replace").strip()
+        return None, clean_text(body[:300].decode("utf-8", errors="replace"), 200)
     if not isinstance(data, dict):
         return None, ""
     code = data.get("error_code") or data.get("code")
     msg = data.get("error_msg") or data.get("message") or ""
-    return (str(code) if code else None), str(msg)[:300]
+    code_text = clean_text(str(code), 64) if code else None
+    return code_text or None, clean_text(str(msg), 300)
 
 
-def classify(response: httpx.Response) -> ApiError:
+_ACCESS_RE = re.compile(r"Access=([^,\s]+)")
+
+
+def _redact_request(text: str, request: httpx.Request) -> str:
+    """Remove what a gateway may echo of the request's credentials from an error text.
+
+    The signature header names the access key; tokens are whole headers.
+    """
+    for name in ("Authorization", "X-Auth-Token", "X-Security-Token"):
+        value = request.headers.get(name)
+        if not value:
+            continue
+        secrets = [value]
+        if name == "Authorization":
+            secrets += _ACCESS_RE.findall(value)
+        for secret in secrets:
+            if len(secret) >= 4:
+                text = text.replace(secret, REDACTED)
+    return text
+
+
+def classify(response: Reply) -> ApiError:
     """Turn a non-2xx answer into an ApiError that says whether to retry."""
-    status = response.status_code
-    code, msg = _error_fields(response.content)
+    status = response.status
+    code, msg = _error_fields(response.body)
+    msg = _redact_request(msg, response.request)
     detail = f"HTTP {status}" + (f" {code}" if code else "") + (f": {msg}" if msg else "")
     if status == 429 or code in THROTTLE_CODES:
         return ApiError(
@@ -185,31 +212,37 @@ class CloudClient:
             await bucket.acquire()
             started = time.monotonic()
             try:
-                response = await self.http.get(
-                    url, params=params, auth=auth, timeout=self.settings.timeout
+                response = await read_reply(
+                    self.http,
+                    "GET",
+                    url,
+                    params=params,
+                    auth=auth,
+                    timeout=self.settings.timeout,
+                    max_bytes=self.settings.max_response_bytes,
                 )
-            except httpx.TimeoutException:
-                last = ApiError(f"no answer within {self.settings.timeout:g}s", retryable=True)
-                self.metrics.api_requests.labels(service, region, "error").inc()
-            except httpx.TransportError as exc:
-                kind = type(exc).__name__
-                last = ApiError(f"connection failed ({kind}: {exc})", retryable=True)
-                self.metrics.api_requests.labels(service, region, "error").inc()
+            except ReplyError as exc:
+                hint = " (http.max_response_bytes)" if exc.oversized else ""
+                last = ApiError(f"{exc}{hint}", status=exc.status, retryable=exc.retryable)
+                code = str(exc.status) if exc.status is not None else "error"
+                self.metrics.api_requests.labels(service, region, code).inc()
             else:
-                self.metrics.api_requests.labels(service, region, str(response.status_code)).inc()
+                self.metrics.api_requests.labels(service, region, str(response.status)).inc()
                 self.metrics.api_request_duration.labels(service, region).observe(
                     time.monotonic() - started
                 )
                 if response.is_success:
                     try:
-                        return response.json()
+                        return parse_json(response.body)
+                    except TooDeep as exc:
+                        last = ApiError(str(exc), status=200)
                     except ValueError:
                         last = ApiError("the answer is not valid JSON", status=200, retryable=True)
                 else:
                     last = classify(response)
                     if last.throttled:
                         self.metrics.api_throttled.labels(service, region).inc()
-                    if response.status_code == 401 and credentials.renewable and not refreshed:
+                    if response.status == 401 and credentials.renewable and not refreshed:
                         # Expired temporary keys or token: renew them and try once more.
                         credentials.invalidate()
                         refreshed = True
@@ -235,8 +268,18 @@ class CloudClient:
         """Every task created at or after `since` (epoch seconds), deduplicated by ID.
 
         Tasks without a readable `created_at` are kept: the server returned them for this
-        window and nothing says they are outside it.
+        window and nothing says they are outside it. The whole read has a deadline
+        (`http.poll_timeout`), so that no server can hold a poll, and its slot, for ever.
         """
+        limit = self.settings.poll_timeout
+        try:
+            return await asyncio.wait_for(self._fetch_tasks(target, since), limit)
+        except asyncio.TimeoutError:
+            raise ApiError(
+                f"the poll did not finish within {limit:g}s (http.poll_timeout)"
+            ) from None
+
+    async def _fetch_tasks(self, target: Target, since: float) -> FetchResult:
         page_size = self.settings.page_size
         window = datetime.fromtimestamp(since, timezone.utc).strftime("%Y%m%d%H%M%S")
         host = endpoint_key(httpx.URL(target.base_url))
@@ -247,6 +290,7 @@ class CloudClient:
             index = self.dms_first_index.get(host, 0)
         result = FetchResult(tasks=[])
         seen: dict[str, Task] = {}
+        trail: list[float] = []  # the last two creation times seen, in list order
         repeats = 0
         while True:
             if result.pages >= self.settings.max_pages:
@@ -289,8 +333,9 @@ class CloudClient:
             if raw_count == 0:
                 break
             dated = [t.created_at for t in page if t.created_at is not None]
-            if dated and min(dated) < since:
-                break  # newest first: everything further on is older still
+            if _past_window(trail, dated, since):
+                break  # newest first, checked: everything further on is older still
+            trail = (trail + dated)[-2:]
             # A full page with nothing new happens once on a 1-based server (one task repeats
             # per page); twice in a row means the server ignores the paging parameter.
             repeats = repeats + 1 if new == 0 and raw_count >= page_size else 0
@@ -307,6 +352,20 @@ class CloudClient:
             index += raw_count
         result.tasks = [t for t in seen.values() if t.created_at is None or t.created_at >= since]
         return result
+
+
+def _past_window(trail: list[float], dated: list[float], since: float) -> bool:
+    """Whether paging may stop: the list has visibly reached tasks older than the window.
+
+    Lists are newest first, but one task with a bogus date must not end a read early: the
+    page (with the entry before it) must be in newest-first order, and its last two dates in
+    list order must both be older than the window. A single odd date can satisfy neither.
+    """
+    order = trail[-1:] + dated
+    if any(a < b for a, b in itertools.pairwise(order)):
+        return False
+    tail = (trail + dated)[-2:]
+    return len(tail) == 2 and all(ts < since for ts in tail)
 
 
 def _fresher(a: Task, b: Task) -> bool:

@@ -438,6 +438,9 @@ class HttpSettings(CrossChecked):
     burst: int = Field(default=10, ge=1, le=1000)
     page_size: int = Field(default=100, ge=1, le=100)
     max_pages: int = Field(default=100, ge=1, le=10000)
+    # Hardening: a whole poll's deadline, and the most a reply may hold once decompressed.
+    poll_timeout: Duration = Field(default=300.0, gt=0)
+    max_response_bytes: int = Field(default=16 * 2**20, ge=2**16, le=2**30)
     proxy: str | None = None
     ca_file: Path | None = None
     tls_verify: bool = True

@@ -18,12 +18,16 @@ from typing import Any
 import httpx
 
 from exporter.logs import register_secret
+from exporter.replies import Reply, ReplyError, clean_text, parse_json, read_reply
+from exporter.selfmetrics import SelfMetrics
 from exporter.signing import AkSkAuth
 from exporter.tasks import parse_timestamp
 
 log = logging.getLogger(__name__)
 
 METADATA_TOKEN_TTL = 21600
+# Token and key answers are small; nothing legitimate comes near this.
+MAX_CREDENTIAL_REPLY = 2**20
 # Renew temporary keys and tokens once this share of their lifetime has passed.
 RENEW_AT = 2 / 3
 
@@ -133,17 +137,63 @@ class _Renewing(CredentialProvider):
         raise NotImplementedError
 
 
-def _error_text(response: httpx.Response) -> str:
+class CredentialHttp:
+    """How providers reach IAM and the metadata service: bounded like every cloud request,
+    and counted in `api_requests_total` (cloud_service "iam" or "metadata")."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, metrics: SelfMetrics | None, timeout: float
+    ) -> None:
+        self.http = http
+        self.metrics = metrics
+        self.timeout = timeout
+
+    async def send(self, service: str, region: str, method: str, url: str, **kwargs: Any) -> Reply:
+        """One request; ReplyError when no usable answer came (counted as its code or error)."""
+        started = time.monotonic()
+        try:
+            reply = await read_reply(
+                self.http,
+                method,
+                url,
+                timeout=self.timeout,
+                max_bytes=MAX_CREDENTIAL_REPLY,
+                **kwargs,
+            )
+        except ReplyError as exc:
+            self._count(service, region, str(exc.status) if exc.status else "error")
+            raise
+        self._count(service, region, str(reply.status))
+        if self.metrics is not None:
+            self.metrics.api_request_duration.labels(service, region).observe(
+                time.monotonic() - started
+            )
+        return reply
+
+    def _count(self, service: str, region: str, code: str) -> None:
+        if self.metrics is not None:
+            self.metrics.api_requests.labels(service, region, code).inc()
+
+
+def _json(reply: Reply) -> Any:
+    """The reply's JSON document, None when it is not one."""
     try:
-        data = response.json()
+        return parse_json(reply.body)
     except ValueError:
-        return response.text[:300]
+        return None
+
+
+def _error_text(reply: Reply) -> str:
+    """The message of an error answer, cleaned (it is logged and shown)."""
+    data = _json(reply)
+    if data is None:
+        return clean_text(reply.body[:300].decode("utf-8", errors="replace"), 300)
     if isinstance(data, dict):
         error = data.get("error")
         if isinstance(error, dict):
-            return str(error.get("message") or error)[:300]
-        return str(data.get("error_msg") or data.get("message") or data)[:300]
-    return str(data)[:300]
+            return clean_text(str(error.get("message") or error), 300)
+        return clean_text(str(data.get("error_msg") or data.get("message") or data), 300)
+    return clean_text(str(data), 300)
 
 
 class MetadataKeys(_Renewing):
@@ -156,17 +206,25 @@ class MetadataKeys(_Renewing):
     kind = "metadata"
 
     def __init__(
-        self, http: httpx.AsyncClient, url: str, clock: Callable[[], float] = time.time
+        self,
+        http: httpx.AsyncClient,
+        url: str,
+        clock: Callable[[], float] = time.time,
+        *,
+        metrics: SelfMetrics | None = None,
+        timeout: float = 10.0,
     ) -> None:
         super().__init__(clock)
-        self._http = http
+        self._http = CredentialHttp(http, metrics, timeout)
         self._url = url.rstrip("/")
         self._session: tuple[str, float] | None = None  # metadata token and its expiry
 
-    def _unreachable(self, exc: Exception) -> CredentialError:
+    def _unreachable(self, exc: ReplyError) -> CredentialError:
+        if exc.status is not None:  # it answered, but not usably
+            return CredentialError(f"the ECS metadata service at {self._url}: {exc}")
         return CredentialError(
             f"the ECS metadata service at {self._url} is not reachable "
-            f"({type(exc).__name__}); is this an ECS or CCE node?"
+            f"({exc}); is this an ECS or CCE node?"
         )
 
     async def _session_token(self) -> str | None:
@@ -174,17 +232,20 @@ class MetadataKeys(_Renewing):
         if self._session is not None and now < self._session[1]:
             return self._session[0]
         try:
-            response = await self._http.put(
+            response = await self._http.send(
+                "metadata",
+                "",
+                "PUT",
                 f"{self._url}/meta-data/latest/api/token",
                 headers={"X-Metadata-Token-Ttl-Seconds": str(METADATA_TOKEN_TTL)},
             )
-        except httpx.HTTPError as exc:
+        except ReplyError as exc:
             raise self._unreachable(exc) from None
-        if response.status_code in (404, 405, 503):
+        if response.status in (404, 405, 503):
             return None
-        if response.status_code != 200:
-            raise CredentialError(f"metadata token request refused (HTTP {response.status_code})")
-        token = response.text.strip()
+        if response.status != 200:
+            raise CredentialError(f"metadata token request refused (HTTP {response.status})")
+        token = response.body.decode("utf-8", errors="replace").strip()
         register_secret(token)
         self._session = (token, now + METADATA_TOKEN_TTL * RENEW_AT)
         return token
@@ -193,25 +254,25 @@ class MetadataKeys(_Renewing):
         token = await self._session_token()
         headers = {"X-Metadata-Token": token} if token else {}
         try:
-            response = await self._http.get(
-                f"{self._url}/openstack/latest/securitykey", headers=headers
+            response = await self._http.send(
+                "metadata", "", "GET", f"{self._url}/openstack/latest/securitykey", headers=headers
             )
-        except httpx.HTTPError as exc:
+        except ReplyError as exc:
             raise self._unreachable(exc) from None
-        if response.status_code == 401 and "agency" in response.text.lower():
+        if response.status == 401 and b"agency" in response.body.lower():
             raise CredentialError(
                 "no agency is attached to this ECS: bind an IAM agency with the exporter's "
                 "permissions to the ECS (or CCE node pool) to get temporary credentials"
             )
-        if response.status_code == 401 and token:
+        if response.status == 401 and token:
             self._session = None  # the metadata token may have expired: get a new one
-        if response.status_code != 200:
+        if response.status != 200:
             raise CredentialError(
                 f"metadata service refused the temporary keys (HTTP "
-                f"{response.status_code}: {_error_text(response)})"
+                f"{response.status}: {_error_text(response)})"
             )
         try:
-            cred = response.json()["credential"]
+            cred = parse_json(response.body)["credential"]
             access, secret, security_token = cred["access"], cred["secret"], cred["securitytoken"]
         except (ValueError, KeyError, TypeError):
             raise CredentialError("unexpected answer from the metadata service") from None
@@ -242,10 +303,13 @@ class IamPassword(_Renewing):
         region: str,
         project_id: str | None,
         clock: Callable[[], float] = time.time,
+        *,
+        metrics: SelfMetrics | None = None,
+        timeout: float = 10.0,
     ) -> None:
         super().__init__(clock)
         register_secret(password)
-        self._http = http
+        self._http = CredentialHttp(http, metrics, timeout)
         self._iam_url = iam_url.rstrip("/")
         self._user = user
         self._domain = domain
@@ -279,31 +343,32 @@ class IamPassword(_Renewing):
             }
         }
         try:
-            response = await self._http.post(
+            response = await self._http.send(
+                "iam",
+                self._region,
+                "POST",
                 f"{self._iam_url}/v3/auth/tokens",
                 content=json.dumps(body),
                 headers={"Content-Type": "application/json;charset=utf8"},
             )
-        except httpx.HTTPError as exc:
-            raise CredentialError(
-                f"IAM at {self._iam_url} is not reachable ({type(exc).__name__}: {exc})"
-            ) from None
-        if response.status_code not in (200, 201):
+        except ReplyError as exc:
+            if exc.status is not None:
+                raise CredentialError(f"IAM at {self._iam_url}: {exc}") from None
+            raise CredentialError(f"IAM at {self._iam_url} is not reachable ({exc})") from None
+        if response.status not in (200, 201):
             raise CredentialError(
                 f"IAM refused the password of user {self._user} in domain {self._domain} "
-                f"(HTTP {response.status_code}: {_error_text(response)})"
+                f"(HTTP {response.status}: {_error_text(response)})"
             )
         token = response.headers.get("X-Subject-Token")
         if not token:
             raise CredentialError("IAM answered without an X-Subject-Token")
         register_secret(token)
-        try:
-            info = response.json()["token"]
-        except (ValueError, KeyError, TypeError):
-            info = {}
+        data = _json(response)
+        info = data.get("token") if isinstance(data, dict) else None
         project = info.get("project") if isinstance(info, dict) else None
         if isinstance(project, dict) and project.get("id"):
-            self._project_id = str(project["id"])
+            self._project_id = clean_text(str(project["id"]), 128) or None
         expires_at = parse_timestamp(info.get("expires_at")) if isinstance(info, dict) else None
         if expires_at is None:
             expires_at = self._clock() + 3600

@@ -23,9 +23,19 @@ LEVELS = {
 }
 
 
+# Shorter values are not scrubbed: replacing every occurrence of a short password such as
+# `wrong` would mangle ordinary words in cloud messages ("The username or password is wrong.").
+# Such a password is still kept out of the output the way every secret is first: no code puts
+# a secret into a message or a field, and the config's error messages never echo values.
+MIN_SECRET_CHARS = 8
+
+
 def register_secret(value: str | None) -> None:
-    """Scrub this value from all log output from now on (short values are ignored)."""
-    if value and len(value) >= 4:
+    """Scrub this value from all log output and error texts from now on.
+
+    Only values long enough to be told apart from ordinary text (`MIN_SECRET_CHARS`).
+    """
+    if value and len(value) >= MIN_SECRET_CHARS:
         with _lock:
             _secrets.add(value)
 

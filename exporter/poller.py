@@ -12,7 +12,9 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from exporter.cloudapi import ApiError, CloudClient
+import httpx
+
+from exporter.cloudapi import ApiError, CloudClient, endpoint_key
 from exporter.config import Config
 from exporter.counting import TaskRow, TaskSummary, merge, summarize, window_start
 from exporter.selfmetrics import SelfMetrics
@@ -42,6 +44,9 @@ class Poller:
         self.metrics = metrics
         self.clock = clock
         self.sem = asyncio.Semaphore(config.http.max_concurrency)
+        # Per endpoint (host:port), at most half the slots: a hanging endpoint cannot take them all.
+        self._endpoint_slots = max(1, (config.http.max_concurrency + 1) // 2)
+        self._endpoint_sems: dict[str, asyncio.Semaphore] = {}
         self.started_monotonic = time.monotonic()
         self.last_activity: float | None = None  # monotonic: a poll or a source refresh
         self.sources_ready = True  # the app sets it False until the first source refresh
@@ -205,7 +210,11 @@ class Poller:
         return False
 
     async def _poll_limited(self, target: Target) -> bool:
-        async with self.sem:
+        endpoint = endpoint_key(httpx.URL(target.base_url))
+        sem = self._endpoint_sems.get(endpoint)
+        if sem is None:
+            sem = self._endpoint_sems[endpoint] = asyncio.Semaphore(self._endpoint_slots)
+        async with sem, self.sem:
             return await self.poll(target)
 
     async def poll_all_once(self) -> bool:

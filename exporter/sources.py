@@ -35,6 +35,8 @@ from exporter.credentials import (
     MetadataKeys,
     StaticKeys,
 )
+from exporter.replies import clean_text
+from exporter.selfmetrics import SelfMetrics
 from exporter.sharding import UNSHARDED, Shard
 from exporter.targets import Target, target_key
 
@@ -71,14 +73,19 @@ class DiscoveryHealth:
     error: str | None = None
 
 
+def _text(value: Any) -> str:
+    """A string from a listing, cleaned and cut: names and statuses become label values."""
+    return clean_text(str(value), 128) if value is not None else ""
+
+
 def _tags(raw: Any) -> tuple[tuple[str, str], ...]:
     """Tags as `[{"key": k, "value": v}]` (the APIs) or as a mapping; anything else: none."""
     if isinstance(raw, dict):
-        return tuple(sorted((str(k), str(v)) for k, v in raw.items()))
+        return tuple(sorted((_text(k), _text(v)) for k, v in raw.items()))
     if isinstance(raw, list):
         return tuple(
             sorted(
-                (str(t.get("key")), str(t.get("value", "")))
+                (_text(t.get("key")), _text(t.get("value", "")))
                 for t in raw
                 if isinstance(t, dict) and t.get("key") is not None
             )
@@ -116,10 +123,15 @@ class ProviderCache:
         http: httpx.AsyncClient,
         metadata_http: httpx.AsyncClient,
         clock: Callable[[], float] = time.time,
+        *,
+        metrics: SelfMetrics | None = None,
+        timeout: float = 10.0,
     ) -> None:
         self.http = http
         self.metadata_http = metadata_http
         self.clock = clock
+        self.metrics = metrics  # IAM and metadata requests are counted like the others
+        self.timeout = timeout
         self._cache: dict[tuple[Any, ...], CredentialProvider] = {}
 
     def get(self, creds: AnyCredentials, tc: TargetConfig) -> CredentialProvider:
@@ -137,7 +149,13 @@ class ProviderCache:
         if isinstance(creds, AkSkCredentials | EnvCredentials):
             return StaticKeys(creds.access_key, creds.secret(), creds.token())
         if isinstance(creds, MetadataCredentials):
-            return MetadataKeys(self.metadata_http, creds.url, self.clock)
+            return MetadataKeys(
+                self.metadata_http,
+                creds.url,
+                self.clock,
+                metrics=self.metrics,
+                timeout=self.timeout,
+            )
         return IamPassword(
             self.http,
             tc.endpoint("iam"),
@@ -147,6 +165,8 @@ class ProviderCache:
             tc.region,
             tc.project_id,
             self.clock,
+            metrics=self.metrics,
+            timeout=self.timeout,
         )
 
 
@@ -263,7 +283,10 @@ class Source:
         projects = body.get("projects") if isinstance(body, dict) else None
         if not isinstance(projects, list) or not projects or not isinstance(projects[0], dict):
             raise ApiError(f"IAM knows no project named {self.region} for these credentials")
-        return str(projects[0]["id"])
+        project = clean_text(str(projects[0].get("id") or ""), 128)
+        if not project:
+            raise ApiError(f"IAM answered without an ID for the project named {self.region}")
+        return project
 
     async def _list(self, service: str, project: str) -> list[InstanceInfo]:
         """Every instance of a service in the project, page by page."""
@@ -300,20 +323,20 @@ class Source:
         return list(found.values())
 
     def _instance(self, service: str, project: str, item: Any) -> InstanceInfo | None:
-        if not isinstance(item, dict) or not item.get("instance_id"):
+        if not isinstance(item, dict) or not _text(item.get("instance_id")):
             return None
-        engine = str(item.get("engine") or "")
+        engine = _text(item.get("engine") or "")
         if service != "dcs" and engine and engine.lower() != DMS_ENGINES[service]:
             return None  # a server that ignored the engine filter
         return InstanceInfo(
             service=service,
             region=self.region,
             project_id=project,
-            instance_id=str(item["instance_id"]),
-            name=str(item.get("name") or ""),
+            instance_id=_text(item["instance_id"]),
+            name=_text(item.get("name") or ""),
             engine=engine,
-            engine_version=str(item.get("engine_version") or ""),
-            status=str(item.get("status") or ""),
+            engine_version=_text(item.get("engine_version") or ""),
+            status=_text(item.get("status") or ""),
             tags=_tags(item.get("tags")),
         )
 

@@ -8,13 +8,17 @@ deduplicated, so counting it would not be exact).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
+
+from exporter.replies import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,12 @@ ZERO_INITIALIZED_STATUSES = {
     "dms": ("SUCCESS", "FAILED", "DELETED", "CANCELLED"),
 }
 UNKNOWN_NAME = "unknown"
+# Names and statuses become label values: longer ones are cut (ending in `…`).
+MAX_LABEL_CHARS = 128
+MAX_ID_CHARS = 128
+# A timestamp further ahead of this clock than this is not believed (and left unknown): a task
+# dated 2999 would otherwise be the latest to finish for ever.
+MAX_FUTURE_SKEW = 3600.0
 
 _TS_RE = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?"
@@ -66,11 +76,28 @@ def parse_timestamp(value: Any) -> float | None:
 
 
 def normalize_status(value: Any) -> str:
-    """Statuses are exported as they come, upper-cased; a missing one becomes UNKNOWN."""
+    """Statuses are exported as they come (cleaned), upper-cased; a missing one is UNKNOWN."""
     if value is None:
         return UNKNOWN_STATUS
-    text = str(value).strip().upper()
+    text = clean_text(str(value), MAX_LABEL_CHARS).upper()
     return text or UNKNOWN_STATUS
+
+
+def clean_id(value: str) -> str:
+    """A task ID as given when it is plain text of a sane length, else a digest of it.
+
+    A digest keeps distinct IDs distinct (deduplication must stay exact) where cleaning or
+    cutting the text could make two of them equal.
+    """
+    text = value.strip()
+    if len(text) <= MAX_ID_CHARS and clean_text(text, MAX_ID_CHARS) == text:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
+    return f"sha256:{digest[:40]}"
+
+
+def _believable(ts: float | None, now: float) -> float | None:
+    return ts if ts is not None and ts <= now + MAX_FUTURE_SKEW else None
 
 
 def is_finished(status: str) -> bool:
@@ -97,8 +124,14 @@ class Task:
     updated_at: float | None
 
 
-def parse_task(raw: Any) -> Task | None:
-    """One task object from a page, or None when it has no usable ID."""
+def parse_task(raw: Any, now: float | None = None) -> Task | None:
+    """One task object from a page, or None when it has no usable ID.
+
+    Every string is cleaned here, where it enters (see `clean_text`), and timestamps in the
+    future beyond `MAX_FUTURE_SKEW` of `now` are taken as unknown.
+    """
+    if now is None:
+        now = time.time()
     if not isinstance(raw, Mapping):
         return None
     task_id = raw.get("id")
@@ -107,13 +140,13 @@ def parse_task(raw: Any) -> Task | None:
     if not isinstance(task_id, str) or not task_id.strip():
         return None
     name = raw.get("name")
-    name_text = str(name).strip() if isinstance(name, str | int) else ""
+    name_text = clean_text(str(name), MAX_LABEL_CHARS) if isinstance(name, str | int) else ""
     return Task(
-        id=task_id.strip(),
+        id=clean_id(task_id),
         name=name_text or UNKNOWN_NAME,
         status=normalize_status(raw.get("status")),
-        created_at=parse_timestamp(raw.get("created_at")),
-        updated_at=parse_timestamp(raw.get("updated_at")),
+        created_at=_believable(parse_timestamp(raw.get("created_at")), now),
+        updated_at=_believable(parse_timestamp(raw.get("updated_at")), now),
     )
 
 
@@ -130,7 +163,7 @@ def parse_task_count(value: Any) -> int | None:
     return None
 
 
-def parse_page(body: Any) -> tuple[list[Task], int, int | None]:
+def parse_page(body: Any, now: float | None = None) -> tuple[list[Task], int, int | None]:
     """A page body: its tasks, how many raw entries it held, and `task_count` if readable.
 
     The raw entry count matters for paging: a page of ten entries of which one had no ID is
@@ -143,9 +176,11 @@ def parse_page(body: Any) -> tuple[list[Task], int, int | None]:
         raw_tasks = []
     if not isinstance(raw_tasks, list):
         raise ValueError("'tasks' is not a list")
+    if now is None:
+        now = time.time()
     tasks: list[Task] = []
     for raw in raw_tasks:
-        task = parse_task(raw)
+        task = parse_task(raw, now)
         if task is None:
             log.warning("skipping a task entry without a usable id")
             continue
