@@ -75,7 +75,12 @@ class Exporter:
             k in ("http", "https", "all") for k in urllib.request.getproxies()
         ):
             return None
-        return LeanTransport(context, max_idle_per_origin=self.config.http.max_concurrency)
+        settings = self.config.http
+        return LeanTransport(
+            context,
+            max_idle_per_origin=settings.max_concurrency,
+            max_body=settings.max_response_bytes,  # compressed or not, never more on the wire
+        )
 
     @contextlib.asynccontextmanager
     async def _running(self) -> AsyncIterator[tuple[Poller, list[Source]]]:
