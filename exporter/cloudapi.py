@@ -43,6 +43,9 @@ THROTTLE_CODES = frozenset({"APIG.0308", "DMS.10240407"})
 MAX_RETRY_AFTER = 120.0
 
 
+MAX_CACHED_URLS = 100_000
+
+
 def endpoint_key(url: httpx.URL) -> str:
     """What rate limits and learned dialect quirks are kept per: the endpoint's host and port."""
     return f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
@@ -180,6 +183,17 @@ class CloudClient:
         self._rng = rng or random.Random()
         # Learned per host: the first index of DMS `start` (0 until a server refuses 0).
         self.dms_first_index: dict[str, int] = {}
+        self._urls: dict[str, tuple[httpx.URL, str]] = {}
+
+    def _parsed(self, url_text: str) -> tuple[httpx.URL, str]:
+        """A URL and its endpoint key, parsed once (every poll asks for the same ones)."""
+        found = self._urls.get(url_text)
+        if found is None:
+            if len(self._urls) >= MAX_CACHED_URLS:
+                self._urls.clear()  # task lists come and go: never grow without bound
+            url = httpx.URL(url_text)
+            found = self._urls[url_text] = (url, endpoint_key(url))
+        return found
 
     def _backoff(self, attempt: int) -> float:
         base = min(self.settings.backoff_max, self.settings.backoff_initial * 2.0**attempt)
@@ -199,8 +213,8 @@ class CloudClient:
         region: str,
     ) -> Any:
         """GET a JSON document: paced per endpoint, retried, and counted by status code."""
-        url = httpx.URL(url_text)
-        bucket = self.limiters.for_host(endpoint_key(url))
+        url, host = self._parsed(url_text)
+        bucket = self.limiters.for_host(host)
         last: ApiError | None = None
         refreshed = False
         attempt = 0
@@ -282,7 +296,7 @@ class CloudClient:
     async def _fetch_tasks(self, target: Target, since: float) -> FetchResult:
         page_size = self.settings.page_size
         window = datetime.fromtimestamp(since, timezone.utc).strftime("%Y%m%d%H%M%S")
-        host = endpoint_key(httpx.URL(target.base_url))
+        host = self._parsed(target.base_url)[1]
         if target.dialect == "dcs":
             index_param, window_param, index = "offset", "start_time", 0
         else:
