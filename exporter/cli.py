@@ -41,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log.level", dest="log_level", choices=list(LEVELS), default="info")
     p.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"], default="logfmt")
+    p.add_argument(
+        "--log.task-events",
+        dest="log_task_events",
+        action="store_true",
+        help="log one line per task when first seen unfinished and when counted "
+        "(as the config key log_task_events)",
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
         "--once",
@@ -106,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             print(line, file=sys.stderr)
         print(f"{len(exc.problems)} problem(s) in the configuration", file=sys.stderr)
         return 2
+    if args.log_task_events:
+        config = config.model_copy(update={"log_task_events": True})
     if args.check_config:
         lists = sum(len(t.instances) + int(t.task_center) for t in config.targets)
         print(f"configuration OK: {len(config.targets)} target(s), {lists} task list(s)")

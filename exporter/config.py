@@ -507,6 +507,9 @@ class Config(CrossChecked):
     credentials: Credentials | None = None
     http: HttpSettings = HttpSettings()
     metrics: MetricsSettings = MetricsSettings()
+    # One log line per task when it is first seen unfinished and when it is counted
+    # (also `--log.task-events`).
+    log_task_events: bool = False
     targets: list[TargetConfig] = Field(min_length=1)
 
     @classmethod

@@ -23,11 +23,15 @@ import json
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 
 from exporter.config import Config
 from exporter.targets import Target
 from exporter.tasks import Task, is_finished, is_unfinished
+
+# Statuses whose task is a task name's "last failure" (its context is exported as info).
+FAILURE_STATUSES = frozenset({"FAILED"})
 
 # An unfinished task that a complete read of its window no longer returns is forgotten after
 # this many polls in a row (the cloud dropped it); until then it still counts as unfinished.
@@ -46,6 +50,8 @@ class TaskRow:
     updated_at: float | None
     accounted: bool
     missing: int = 0
+    user_name: str = ""
+    change: str = ""
 
     @property
     def duration(self) -> float | None:
@@ -55,15 +61,37 @@ class TaskRow:
         return max(0.0, self.updated_at - self.created_at)
 
 
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """The most recent failed task of a name on a task list (its context, for the page,
+    the alert and the `last_failure_info` series)."""
+
+    task_id: str
+    user_name: str
+    change: str
+    finished_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEvent:
+    """A line of the task event log, recorded in the poll's own commit; `event_id` (task ID
+    and transition) lets a log pipeline drop the repeat of a poll cut short by a kill."""
+
+    event_id: str
+    fields: dict[str, object]
+
+
 @dataclass
 class TargetState:
-    """What the state knows of one task list: its watermark, tasks and finished counters."""
+    """What the state knows of one task list: its watermark, tasks, finished counters and
+    the last failure of each task name."""
 
     baseline_at: float | None
     watermark: float | None
     last_success: float | None
     tasks: dict[str, TaskRow]
     finished: dict[tuple[str, str], int]
+    failures: dict[str, Failure] = field(default_factory=dict)
 
 
 @dataclass
@@ -88,12 +116,21 @@ class PollCommit:
     deletes: list[str] = field(default_factory=list)
     finished: dict[tuple[str, str], int] = field(default_factory=dict)  # increments
     durations: dict[str, HistogramDelta] = field(default_factory=dict)  # increments
+    failures: dict[str, Failure] = field(default_factory=dict)  # newer last failures
+    events: list[TaskEvent] = field(default_factory=list)
     prune_before: float = 0.0
 
     @property
     def quiet(self) -> bool:
-        """Nothing but the watermark moved: no task, counter or histogram changed."""
-        return not (self.upserts or self.deletes or self.finished or self.durations)
+        """Nothing but the watermark moved: no task, counter, histogram or failure changed."""
+        return not (
+            self.upserts
+            or self.deletes
+            or self.finished
+            or self.durations
+            or self.failures
+            or self.events
+        )
 
 
 @dataclass
@@ -142,6 +179,44 @@ def histogram_series_key(target: Target, by_instance: bool, name: str, status: s
     )
 
 
+def _note_failure(state: TargetState, commit: PollCommit, row: TaskRow, now: float) -> None:
+    """Keep `row` as its name's last failure if it is newer than the one known."""
+    at = row.updated_at if row.updated_at is not None else row.created_at
+    failure = Failure(row.id, row.user_name, row.change, min(at, now))
+    known = commit.failures.get(row.name) or state.failures.get(row.name)
+    if known is None or (failure.finished_at, failure.task_id) > (known.finished_at, known.task_id):
+        commit.failures[row.name] = failure
+    elif known.task_id == failure.task_id and known != failure:
+        commit.failures[row.name] = failure  # the same task, its context completed
+
+
+def task_event(target: Target, row: TaskRow, transition: str) -> TaskEvent:
+    """The event log line of a task's transition (`finished` or `seen_unfinished`)."""
+    return TaskEvent(
+        f"{row.id}:{transition}",
+        {
+            "event_id": f"{row.id}:{transition}",
+            "task_id": row.id,
+            "task_name": row.name,
+            "status": row.status,
+            "cloud_service": target.service,
+            "region": target.region,
+            "project_id": target.project_id,
+            "instance_id": target.instance_id,
+            "instance_name": target.instance_name,
+            "user_name": row.user_name,
+            "change": row.change,
+            "created_at": _iso(row.created_at) if row.created_known else "",
+            "updated_at": _iso(row.updated_at) if row.updated_at is not None else "",
+            "duration_seconds": "" if row.duration is None else round(row.duration, 3),
+        },
+    )
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+
+
 def merge(
     target: Target,
     state: TargetState,
@@ -176,13 +251,21 @@ def merge(
             created, known = now, False  # first seen now: the best bound we have
         updated = t.updated_at if t.updated_at is not None else (old.updated_at if old else None)
         accounted = old.accounted if old is not None else False
-        row = TaskRow(t.id, t.name, t.status, created, known, updated, accounted, 0)
+        row = TaskRow(
+            t.id, t.name, t.status, created, known, updated, accounted, 0, t.user_name, t.change
+        )
+        if t.status in FAILURE_STATUSES:
+            _note_failure(state, commit, row, now)
+        if old is None and is_unfinished(t.status) and config.log_task_events:
+            commit.events.append(task_event(target, row, "seen_unfinished"))
         if not accounted and is_finished(t.status):
             row.accounted = True
             if not baseline:
                 key = (t.name, t.status)
                 commit.finished[key] = commit.finished.get(key, 0) + 1
                 result.counted += 1
+                if config.log_task_events:
+                    commit.events.append(task_event(target, row, "finished"))
                 duration = row.duration
                 if duration is not None:
                     series = histogram_series_key(
@@ -206,16 +289,7 @@ def merge(
             result.forgotten.append(task_id)
             del tasks[task_id]
         else:
-            row = TaskRow(
-                old.id,
-                old.name,
-                old.status,
-                old.created_at,
-                old.created_known,
-                old.updated_at,
-                old.accounted,
-                missing,
-            )
+            row = replace(old, missing=missing)
             commit.upserts.append(row)
             tasks[task_id] = row
     for task_id in [i for i, t in tasks.items() if t.created_at < commit.prune_before]:
@@ -232,6 +306,10 @@ class TaskSummary:
     last_status: tuple[tuple[str, str], ...] = ()
     last_finished: tuple[tuple[str, float | None, float], ...] = ()
     oldest_unfinished: tuple[tuple[str, float], ...] = ()
+    # (name, task ID, user, change, finished at) of each name's last failure
+    last_failure: tuple[tuple[str, str, str, str, float], ...] = ()
+    # (name, task ID, user, change) of the task behind oldest_unfinished
+    oldest_unfinished_info: tuple[tuple[str, str, str, str], ...] = ()
     names: tuple[str, ...] = ()  # task names seen within the window
     zero_statuses: tuple[str, ...] = ()  # statuses whose series start at 0 for those names
 
@@ -241,6 +319,7 @@ def summarize(
     finished: Mapping[tuple[str, str], int],
     since: float,
     zero_statuses: Sequence[str] = (),
+    failures: Mapping[str, Failure] | None = None,
 ) -> TaskSummary:
     """Gauges over the tasks created at or after `since` (the lookback window).
 
@@ -250,7 +329,7 @@ def summarize(
     recent: Counter[tuple[str, str]] = Counter()
     newest: dict[str, TaskRow] = {}
     last_done: dict[str, TaskRow] = {}
-    oldest: dict[str, float] = {}
+    oldest: dict[str, TaskRow] = {}
     for t in tasks:
         if t.created_at < since:
             continue
@@ -262,8 +341,10 @@ def summarize(
             done = last_done.get(t.name)
             if done is None or (t.updated_at, t.id) > (done.updated_at or 0.0, done.id):
                 last_done[t.name] = t
-        if is_unfinished(t.status) and (t.name not in oldest or t.created_at < oldest[t.name]):
-            oldest[t.name] = t.created_at
+        if is_unfinished(t.status):
+            first = oldest.get(t.name)
+            if first is None or (t.created_at, t.id) < (first.created_at, first.id):
+                oldest[t.name] = t
     counts = dict(finished)
     for name in newest:
         for status in zero_statuses:
@@ -279,7 +360,16 @@ def summarize(
                 if t.updated_at is not None
             )
         ),
-        oldest_unfinished=tuple(sorted(oldest.items())),
+        oldest_unfinished=tuple(sorted((n, t.created_at) for n, t in oldest.items())),
+        last_failure=tuple(
+            sorted(
+                (n, f.task_id, f.user_name, f.change, f.finished_at)
+                for n, f in (failures or {}).items()
+            )
+        ),
+        oldest_unfinished_info=tuple(
+            sorted((n, t.id, t.user_name, t.change) for n, t in oldest.items())
+        ),
         names=tuple(sorted(newest)),
         zero_statuses=tuple(zero_statuses),
     )

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 
+EVENTS_LOGGER = "exporter.events"
 _secrets: set[str] = set()
 _lock = threading.Lock()
 REDACTED = "<redacted>"
@@ -91,3 +92,5 @@ def setup_logging(level: str = "info", fmt: str = "logfmt") -> None:
     # httpx logs every request at INFO with full URLs; keep it for debug runs only.
     logging.getLogger("httpx").setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # The task event log is opt-in (log_task_events) and always written when on.
+    logging.getLogger(EVENTS_LOGGER).setLevel(logging.INFO)

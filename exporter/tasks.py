@@ -122,6 +122,8 @@ class Task:
     status: str
     created_at: float | None
     updated_at: float | None
+    user_name: str = ""  # who started it
+    change: str = ""  # what it changes, summarized from its details and params
 
 
 def parse_task(raw: Any, now: float | None = None) -> Task | None:
