@@ -116,7 +116,11 @@ async def _load(host: str, port: int, scrapers: int, seconds: float, timeout: fl
 
 
 def _skipped(base: str) -> float | None:
-    status, body = _get(base + "/metrics", timeout=120)
+    deadline = time.monotonic() + 120
+    status, body = _get(base + "/metrics", timeout=60)
+    while status != 200 and time.monotonic() < deadline:  # the load's backlog drains
+        time.sleep(1)
+        status, body = _get(base + "/metrics", timeout=60)
     if status != 200:
         return None
     return sum(

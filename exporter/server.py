@@ -149,7 +149,17 @@ def default_max_connections() -> int:
 class _Conn:
     """One client connection; only the selector thread touches it."""
 
-    __slots__ = ("buf", "busy", "close_after", "deadline", "events", "out", "peer", "sock")
+    __slots__ = (
+        "buf",
+        "busy",
+        "close_after",
+        "closed",
+        "deadline",
+        "events",
+        "out",
+        "peer",
+        "sock",
+    )
 
     def __init__(self, sock: socket.socket, peer: Any, deadline: float) -> None:
         self.sock = sock
@@ -157,6 +167,7 @@ class _Conn:
         self.buf = bytearray()
         self.deadline = deadline
         self.busy = False  # a worker has its request
+        self.closed = False  # a worker seeing this drops the request: no one is waiting
         self.out: memoryview | None = None  # response bytes not yet sent
         self.close_after = False
         self.events = 0  # what the selector watches for
@@ -259,6 +270,9 @@ def _text(start_response: StartResponse, status: str, text: str) -> list[bytes]:
     return [body]
 
 
+_Job = tuple[int, int, float, _Conn | None, _Request | None]  # priority, seq, queued at
+
+
 class HttpServer:
     """A small bounded HTTP/1.1 server for the WSGI `App`.
 
@@ -270,7 +284,8 @@ class HttpServer:
       next request, a response must be taken within `write_timeout`;
     - `workers` threads run the app, each connection has at most one request queued, and
       everything but `/metrics` goes first, so `/healthz` answers even during a scrape storm
-      and scrapes compete with the event loop for the GIL from few threads only;
+      and scrapes compete with the event loop for the GIL from few threads only; a request
+      whose client left is dropped unrun, one queued over `queue_timeout` gets a 503;
     - HEAD is GET without the body, for every path.
     """
 
@@ -281,6 +296,7 @@ class HttpServer:
         *,
         max_connections: int | None = None,
         workers: int = 2,
+        queue_timeout: float = 5.0,
         header_timeout: float = 10.0,
         idle_timeout: float = 120.0,
         write_timeout: float = 30.0,
@@ -290,6 +306,7 @@ class HttpServer:
         host = host or "0.0.0.0"  # noqa: S104 - ':PORT' means every interface, as in Prometheus
         self.app = app
         self.max_connections = max_connections or default_max_connections()
+        self.queue_timeout = queue_timeout
         self.header_timeout = header_timeout
         self.idle_timeout = idle_timeout
         self.write_timeout = write_timeout
@@ -311,9 +328,7 @@ class HttpServer:
         self._sel.register(self._listener, selectors.EVENT_READ, "listen")
         self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._conns: set[_Conn] = set()
-        self._jobs: queue.PriorityQueue[tuple[int, int, _Conn | None, _Request | None]] = (
-            queue.PriorityQueue()
-        )
+        self._jobs: queue.PriorityQueue[_Job] = queue.PriorityQueue()
         self._seq = itertools.count()
         self._done: deque[tuple[_Conn, bytes, bool]] = deque()
         self._stopping = False
@@ -337,7 +352,7 @@ class HttpServer:
         self._stopping = True
         self._wake()
         for _ in self._workers:
-            self._jobs.put((-1, -1, None, None))
+            self._jobs.put((-1, -1, 0.0, None, None))
         if self.thread.is_alive():
             self.thread.join(5)
         else:
@@ -394,6 +409,7 @@ class HttpServer:
             return
         self._watch(conn, 0)
         self._conns.discard(conn)
+        conn.closed = True
         conn.sock.close()
 
     def _accept(self) -> None:
@@ -460,6 +476,12 @@ class HttpServer:
             # the connection's start).
             conn.deadline = min(conn.deadline, time.monotonic() + self.header_timeout)
         conn.buf += data
+        if conn.busy:
+            # Read on while a worker has the request, to see the client leave (the worker
+            # then skips it); what else comes is the next request, kept for later.
+            if len(conn.buf) > MAX_HEAD_BYTES:
+                self._watch(conn, 0)
+            return
         self._dispatch(conn)
 
     def _dispatch(self, conn: _Conn) -> None:
@@ -480,10 +502,10 @@ class HttpServer:
             return
         del conn.buf[: end + 4]
         conn.busy = True
-        self._watch(conn, 0)
         path = request.target.partition("?")[0]
         # Cheap paths first: a probe must not wait behind a queue of scrapes.
-        self._jobs.put((1 if path == "/metrics" else 0, next(self._seq), conn, request))
+        priority = 1 if path == "/metrics" else 0
+        self._jobs.put((priority, next(self._seq), time.monotonic(), conn, request))
 
     def _respond(self, conn: _Conn, data: bytes, keep_alive: bool) -> None:
         conn.out = memoryview(data)
@@ -540,10 +562,16 @@ class HttpServer:
 
     def _work(self) -> None:
         while True:
-            _, _, conn, request = self._jobs.get()
+            _, _, queued_at, conn, request = self._jobs.get()
             if conn is None or request is None or self._stopping:
                 return
-            data, keep_alive = self._run_app(request, conn.peer)
+            if conn.closed:
+                continue
+            if time.monotonic() - queued_at > self.queue_timeout:
+                # Overloaded: the client has likely given up; answer at once, render nothing.
+                data, keep_alive = _OVERLOADED, False
+            else:
+                data, keep_alive = self._run_app(request, conn.peer)
             self._done.append((conn, data, keep_alive))
             self._wake()
 

@@ -24,10 +24,12 @@ Serve = Callable[..., HttpServer]
 Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 release = threading.Event()
+calls: list[str] = []
 
 
 def echo_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     """Says what it got; `/block` waits until the test releases it."""
+    calls.append(environ["PATH_INFO"])
     if environ["PATH_INFO"] == "/block":
         release.wait(20)
     body = f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}\n".encode()
@@ -46,6 +48,7 @@ def serve() -> Iterator[Serve]:
         return server
 
     release.clear()
+    calls.clear()
     try:
         yield start
     finally:
@@ -118,6 +121,32 @@ def test_busy_connections_at_the_cap_get_a_quick_503(serve: Serve) -> None:
     finally:
         for sock in busy:
             sock.close()
+
+
+def test_a_request_whose_client_left_is_not_run(serve: Serve) -> None:
+    server = serve(workers=1)
+    with _connect(server.port) as blocker:
+        blocker.sendall(b"GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
+        with _connect(server.port) as gone:
+            gone.sendall(b"GET /gone HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.3)  # queued behind /block
+        time.sleep(0.3)  # the server sees it closed
+        release.set()
+        assert blocker.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
+    assert _get(server.port, "/after") == (200, b"GET /after\n")
+    assert calls == ["/block", "/after"]
+
+
+def test_a_request_queued_too_long_gets_a_503_unrun(serve: Serve) -> None:
+    server = serve(workers=1, queue_timeout=0.5)
+    with _connect(server.port) as blocker, _connect(server.port) as waiting:
+        blocker.sendall(b"GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.2)
+        waiting.sendall(b"GET /late HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(1.0)
+        release.set()
+        assert _read_until_closed(waiting).startswith(b"HTTP/1.1 503 ")
+    assert calls == ["/block"]
 
 
 def test_http09_request_is_answered_and_closed(serve: Serve) -> None:
