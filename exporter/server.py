@@ -10,7 +10,6 @@ import contextlib
 import errno
 import html
 import io
-import itertools
 import logging
 import queue
 import re
@@ -270,7 +269,7 @@ def _text(start_response: StartResponse, status: str, text: str) -> list[bytes]:
     return [body]
 
 
-_Job = tuple[int, int, float, _Conn | None, _Request | None]  # priority, seq, queued at
+_Job = tuple[float, _Conn, _Request] | None  # queued at; None: stop
 
 
 class HttpServer:
@@ -282,10 +281,12 @@ class HttpServer:
     - a request line and headers must arrive within `header_timeout` in total (a client
       trickling bytes is cut off), a keep-alive connection may wait `idle_timeout` for its
       next request, a response must be taken within `write_timeout`;
-    - `workers` threads run the app, each connection has at most one request queued, and
-      everything but `/metrics` goes first, so `/healthz` answers even during a scrape storm
-      and scrapes compete with the event loop for the GIL from few threads only; a request
-      whose client left is dropped unrun, one queued over `queue_timeout` gets a 503;
+    - `scrape_workers` threads (one) render `/metrics`, one more thread serves every other
+      path, so `/healthz` answers during a scrape storm and scrapes compete with the event
+      loop for the GIL from one thread only (with two render threads, 200 scrapers made
+      polls skip slots at 1,000 task lists; with one, none); each connection has at most one
+      request queued, a request whose client left is dropped unrun, one queued over
+      `queue_timeout` gets a 503;
     - HEAD is GET without the body, for every path.
     """
 
@@ -295,7 +296,7 @@ class HttpServer:
         address: str,
         *,
         max_connections: int | None = None,
-        workers: int = 2,
+        scrape_workers: int = 1,
         queue_timeout: float = 5.0,
         header_timeout: float = 10.0,
         idle_timeout: float = 120.0,
@@ -328,15 +329,19 @@ class HttpServer:
         self._sel.register(self._listener, selectors.EVENT_READ, "listen")
         self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._conns: set[_Conn] = set()
-        self._jobs: queue.PriorityQueue[_Job] = queue.PriorityQueue()
-        self._seq = itertools.count()
+        # Two lanes: 0 for every path but /metrics, 1 for /metrics.
+        self._lanes: tuple[queue.SimpleQueue[_Job], ...] = (
+            queue.SimpleQueue(),
+            queue.SimpleQueue(),
+        )
         self._done: deque[tuple[_Conn, bytes, bool]] = deque()
         self._stopping = False
         self._accept_paused_until = 0.0
         self.thread = threading.Thread(target=self._serve, name="http", daemon=True)
         self._workers = [
-            threading.Thread(target=self._work, name=f"http-worker-{i}", daemon=True)
-            for i in range(workers)
+            threading.Thread(target=self._work, args=(lane,), name=f"http-{name}", daemon=True)
+            for lane, name in [(self._lanes[0], "other")]
+            + [(self._lanes[1], f"scrape-{i}") for i in range(scrape_workers)]
         ]
 
     @property
@@ -351,8 +356,9 @@ class HttpServer:
     def stop(self) -> None:
         self._stopping = True
         self._wake()
-        for _ in self._workers:
-            self._jobs.put((-1, -1, 0.0, None, None))
+        self._lanes[0].put(None)
+        for _ in self._workers[1:]:
+            self._lanes[1].put(None)
         if self.thread.is_alive():
             self.thread.join(5)
         else:
@@ -502,10 +508,8 @@ class HttpServer:
             return
         del conn.buf[: end + 4]
         conn.busy = True
-        path = request.target.partition("?")[0]
-        # Cheap paths first: a probe must not wait behind a queue of scrapes.
-        priority = 1 if path == "/metrics" else 0
-        self._jobs.put((priority, next(self._seq), time.monotonic(), conn, request))
+        lane = 1 if request.target.partition("?")[0] == "/metrics" else 0
+        self._lanes[lane].put((time.monotonic(), conn, request))
 
     def _respond(self, conn: _Conn, data: bytes, keep_alive: bool) -> None:
         conn.out = memoryview(data)
@@ -560,11 +564,12 @@ class HttpServer:
 
     # -- worker threads -------------------------------------------------------------------
 
-    def _work(self) -> None:
+    def _work(self, lane: queue.SimpleQueue[_Job]) -> None:
         while True:
-            _, _, queued_at, conn, request = self._jobs.get()
-            if conn is None or request is None or self._stopping:
+            job = lane.get()
+            if job is None or self._stopping:
                 return
+            queued_at, conn, request = job
             if conn.closed:
                 continue
             if time.monotonic() - queued_at > self.queue_timeout:

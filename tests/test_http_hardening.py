@@ -30,7 +30,7 @@ calls: list[str] = []
 def echo_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     """Says what it got; `/block` waits until the test releases it."""
     calls.append(environ["PATH_INFO"])
-    if environ["PATH_INFO"] == "/block":
+    if environ["PATH_INFO"] == "/block" or environ["QUERY_STRING"] == "block":
         release.wait(20)
     body = f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}\n".encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("X-Test", "yes")])
@@ -106,7 +106,7 @@ def test_idle_connections_beyond_the_cap_neither_block_a_scrape_nor_take_fds(
 
 
 def test_busy_connections_at_the_cap_get_a_quick_503(serve: Serve) -> None:
-    server = serve(max_connections=4, workers=2)
+    server = serve(max_connections=4)
     busy = [_connect(server.port) for _ in range(4)]
     try:
         for sock in busy:
@@ -123,8 +123,18 @@ def test_busy_connections_at_the_cap_get_a_quick_503(serve: Serve) -> None:
             sock.close()
 
 
+def test_health_answers_while_a_scrape_renders(serve: Serve) -> None:
+    server = serve()
+    with _connect(server.port) as scrape:
+        scrape.sendall(b"GET /metrics?block HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.2)
+        assert _get(server.port, "/healthz") == (200, b"GET /healthz\n")
+        release.set()
+        assert scrape.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
+
+
 def test_a_request_whose_client_left_is_not_run(serve: Serve) -> None:
-    server = serve(workers=1)
+    server = serve()
     with _connect(server.port) as blocker:
         blocker.sendall(b"GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
         with _connect(server.port) as gone:
@@ -138,7 +148,7 @@ def test_a_request_whose_client_left_is_not_run(serve: Serve) -> None:
 
 
 def test_a_request_queued_too_long_gets_a_503_unrun(serve: Serve) -> None:
-    server = serve(workers=1, queue_timeout=0.5)
+    server = serve(queue_timeout=0.5)
     with _connect(server.port) as blocker, _connect(server.port) as waiting:
         blocker.sendall(b"GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(0.2)
