@@ -71,7 +71,12 @@ async def _scrape_once(
 
 
 async def _scraper(
-    host: str, port: int, until: float, timeout: float, latencies: list[float], errors: Counter[str]
+    host: str,
+    port: int,
+    until: float,
+    timeout: float,
+    latencies: list[tuple[int, float]],
+    errors: Counter[str],
 ) -> None:
     conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
     while time.monotonic() < until:
@@ -79,8 +84,10 @@ async def _scraper(
         try:
             if conn is None:
                 conn = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-            status, keep = await asyncio.wait_for(_scrape_once(*conn, host), timeout)
-            latencies.append(time.monotonic() - started)
+            # One timeout for the connect and the scrape, as Prometheus's scrape_timeout.
+            left = timeout - (time.monotonic() - started)
+            status, keep = await asyncio.wait_for(_scrape_once(*conn, host), left)
+            latencies.append((status, time.monotonic() - started))
             if status != 200:
                 errors[f"HTTP {status}"] += 1
             if not keep:
@@ -103,7 +110,7 @@ async def _scraper(
 
 
 async def _load(host: str, port: int, scrapers: int, seconds: float, timeout: float) -> None:
-    latencies: list[float] = []
+    latencies: list[tuple[int, float]] = []
     errors: Counter[str] = Counter()
     until = time.monotonic() + seconds
     await asyncio.gather(
@@ -265,13 +272,21 @@ def main() -> int:
     )
     with tempfile.TemporaryDirectory(prefix="bench-scrapers-") as tmp:
         r = run(args, Path(tmp))
-    latencies = sorted(r["latencies"])
+    answered = sorted(t for _, t in r["latencies"])
+    ok = sorted(t for status, t in r["latencies"] if status == 200)
     errors: dict[str, int] = r["errors"]
     connection_errors = sum(n for kind, n in errors.items() if not kind.startswith("HTTP "))
-    print(f"requests done:        {len(latencies)} ({len(latencies) / args.seconds:.1f}/s)")
+    print(f"requests done:        {len(answered)} ({len(answered) / args.seconds:.1f}/s)")
+    print(f"  of which 200 OK:    {len(ok)} ({len(ok) / args.seconds:.1f}/s)")
     print(f"connection errors:    {connection_errors} {errors or ''}")
-    print(f"scrape latency p50:   {1000 * _quantile(latencies, 0.50):.0f} ms")
-    print(f"scrape latency p99:   {1000 * _quantile(latencies, 0.99):.0f} ms")
+    print(
+        f"scrape latency p50:   {1000 * _quantile(answered, 0.50):.0f} ms "
+        f"(200 OK only: {1000 * _quantile(ok, 0.50):.0f} ms)"
+    )
+    print(
+        f"scrape latency p99:   {1000 * _quantile(answered, 0.99):.0f} ms "
+        f"(200 OK only: {1000 * _quantile(ok, 0.99):.0f} ms)"
+    )
     print(f"polls skipped before: {r['skipped_before']}")
     print(f"polls skipped after:  {r['skipped_after']}")
     print(f"exporter CPU:         {r['cpu_percent']:.0f}% of one core, RSS {r['rss_mib']:.0f} MiB")
