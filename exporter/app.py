@@ -184,9 +184,15 @@ class Exporter:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         async with self._running() as (poller, sources):
+
+            def healthy() -> tuple[bool, str]:
+                # A state file gone from under us needs a restart, however polls go.
+                if self.store.broken is not None:
+                    return False, self.store.broken
+                return poller.healthy()
+
             server = HttpServer(
-                App(self.metrics_app, self.snapshots, poller.healthy, poller.ready),
-                listen_address,
+                App(self.metrics_app, self.snapshots, healthy, poller.ready), listen_address
             )
             server.start()
             log.info(

@@ -5,8 +5,9 @@ of a poll, finds the state of the last committed poll: nothing counted twice, no
 (the next poll reads again from that poll's watermark). Counters and histogram buckets are
 additive rows, summed by SQLite alone; a commit returns the totals it moved, and the store
 keeps each task list's state in memory as the file has it, so a poll reads nothing back.
-A lock file keeps a second exporter from sharing the state, which would otherwise split or
-double the counts.
+A lock on the database file itself keeps a second exporter from sharing the state, which
+would otherwise split or double the counts, and a file deleted or replaced under a running
+exporter fails its commits loudly.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -22,6 +24,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from exporter.counting import PollCommit, TargetState, TaskRow
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
 
@@ -98,6 +102,15 @@ class Committed:
     histograms: list[HistogramRow]  # the new totals of the series the poll observed into
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The (st_dev, st_ino) the path names now, None when it names nothing."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _explain(path: Path, exc: Exception) -> StateError:
     text = str(exc)
     if "not a database" in text or "malformed" in text or "corrupt" in text:
@@ -118,7 +131,10 @@ def _explain(path: Path, exc: Exception) -> StateError:
 class StateStore:
     def __init__(self, path: Path, buckets: Sequence[float]) -> None:
         self.path = path
-        self._lock_file: int | None = None
+        self._db_file: int | None = None  # our own descriptor of the database, flock()ed
+        self._identity: tuple[int, int] | None = None  # its (st_dev, st_ino)
+        self._wal_identity: tuple[int, int] | None = None
+        self.broken: str | None = None  # why the file can no longer be used, once it cannot
         # The state of each task list in use, loaded once: the file is the durable copy,
         # this the working one, and every commit updates both.
         self._states: dict[str, TargetState] = {}
@@ -128,21 +144,40 @@ class StateStore:
         self._prune_before = 0.0
         self._acquire_lock()
         try:
-            self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.execute("PRAGMA busy_timeout=5000")
-            self.db.executescript(_SCHEMA)
-            self._check_version()
-            self._check_buckets(buckets)
+            # The resolved path, so the journal files sit next to the real file however it
+            # was named.
+            self.db = sqlite3.connect(
+                str(path.resolve()), isolation_level=None, check_same_thread=False
+            )
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=FULL")
+                self.db.execute("PRAGMA busy_timeout=5000")
+                self.db.executescript(_SCHEMA)
+                self._check_version()
+                self._check_buckets(buckets)
+                self._check_file()  # SQLite opened the file we locked, not a newer one
+            except BaseException:
+                self.db.close()
+                raise
+            self._wal_path = Path(str(path.resolve()) + "-wal")
+            self._wal_identity = _identity(self._wal_path)
         except sqlite3.Error as exc:
             self._release_lock()
             raise _explain(path, exc) from None
+        except BaseException:
+            self._release_lock()
+            raise
 
     # -- file handling -------------------------------------------------------------------
 
     def _acquire_lock(self) -> None:
-        lock_path = self.path.with_name(self.path.name + ".lock")
+        """Lock the database file itself, so the lock follows the file, not a name.
+
+        flock() on the file's inode: a second exporter reaching the same file through a
+        symlink, a hard link or another mount is refused. (SQLite's own locks are POSIX
+        byte-range locks, which flock() does not interact with on Linux.)
+        """
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.exists() and not os.access(self.path, os.R_OK | os.W_OK):
@@ -150,10 +185,10 @@ class StateStore:
                     f"cannot read and write the state file {self.path}: check its owner and "
                     "mode, or set state_path elsewhere"
                 )
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise StateError(
-                f"cannot create the state directory or lock file {lock_path}: "
+                f"cannot create or open the state file {self.path}: "
                 f"{exc.strerror or exc}; set state_path to a writable place"
             ) from None
         try:
@@ -161,20 +196,47 @@ class StateStore:
         except OSError:
             os.close(fd)
             raise StateError(
-                f"the state file {self.path} is in use by another exporter process; "
-                "each exporter needs its own state_path"
+                f"the state file {self.path} is in use by another exporter process "
+                "(perhaps under another name: a symlink or hard link to the same file); "
+                "each exporter needs its own state file"
             ) from None
-        self._lock_file = fd
+        st = os.fstat(fd)
+        self._db_file = fd
+        self._identity = (st.st_dev, st.st_ino)
 
     def _release_lock(self) -> None:
-        if self._lock_file is not None:
+        # Only once SQLite has closed the file: closing any descriptor of a file drops the
+        # process's POSIX locks on it, SQLite's included.
+        if self._db_file is not None:
             with contextlib.suppress(OSError):
-                os.close(self._lock_file)
-            self._lock_file = None
+                os.close(self._db_file)
+            self._db_file = None
+
+    def _check_file(self) -> None:
+        """Fail if the database or its WAL was deleted or replaced under the running exporter.
+
+        Commits would go on into a file no one will open again, and be lost at the next
+        start; so from then on every commit fails, loudly, until the exporter is restarted.
+        """
+        if self.broken is None:
+            problem = None
+            if _identity(self.path) != self._identity:
+                problem = "was deleted or replaced by another file"
+            elif self._wal_identity is not None and _identity(self._wal_path) != self._wal_identity:
+                problem = "lost its -wal file (deleted or replaced)"
+            if problem is not None:
+                self.broken = (
+                    f"the state file {self.path} {problem} while the exporter was running; "
+                    "nothing more is saved: restart the exporter (it takes a new baseline if "
+                    "the file is gone) and keep other processes away from the state files"
+                )
+                log.error("state file unusable", extra={"fields": {"error": self.broken}})
+        if self.broken is not None:
+            raise StateError(self.broken)
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error, StateError):
-            if self._pending:
+            if self._pending and self.broken is None:
                 with self._transaction():
                     self._write_pending()
         with contextlib.suppress(sqlite3.Error):
@@ -314,6 +376,7 @@ class StateStore:
         A quiet poll of a task list that has its baseline changes nothing but its watermark:
         it is written with the next commit or within FLUSH_INTERVAL, whichever comes first.
         """
+        self._check_file()
         old = self.load_target(c.target)
         now = time.monotonic()
         self._prune_before = max(self._prune_before, c.prune_before)
