@@ -24,6 +24,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from exporter.aio import spawn, wait_stopped
 from exporter.cloudapi import ApiError, CloudClient
 from exporter.config import Config
 from exporter.selfmetrics import SelfMetrics
@@ -246,8 +247,9 @@ class Poller:
         start = time.monotonic()
         n = max(1, len(targets))
         for i, target in enumerate(targets):
-            self._loops[target.key] = asyncio.create_task(
-                self._loop(target.key, start + interval * i / n, interval, self._stop)
+            self._loops[target.key] = spawn(
+                self._loop(target.key, start + interval * i / n, interval, self._stop),
+                f"poll {target.key}",
             )
 
     # -- one poll -----------------------------------------------------------------------
@@ -361,12 +363,8 @@ class Poller:
     async def _loop(self, key: str, due: float, interval: float, stop: asyncio.Event) -> None:
         while not stop.is_set():
             delay = due - time.monotonic()
-            if delay > 0:
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
-                    return
-                except TimeoutError:
-                    pass
+            if delay > 0 and await wait_stopped(stop, delay):
+                return
             target = self.targets.get(key)
             if target is None:
                 return

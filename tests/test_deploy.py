@@ -16,8 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tomllib
 import yaml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, from PyPI (the test extras install it on 3.10)
+    import tomli as tomllib
 
 from exporter.cli import DEFAULT_PORT
 from exporter.config import Config, load_config_text, parse_duration
