@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from exporter.simulator.world import Churn, World
+
+pytestmark = pytest.mark.smoke  # run on every supported Python
 
 FINAL = {"SUCCESS", "FAILED", "CANCELLED", "DELETED"}
 
