@@ -35,4 +35,5 @@ def tests(session: nox.Session) -> None:
         session.run("mypy")  # targets the oldest version (pyproject.toml)
         session.run("pytest", *session.posargs)
     else:
+        # No cache: --lf/--ff after a run keep meaning the main version's failures.
         session.run("pytest", "-m", "smoke", "-p", "no:cacheprovider")
