@@ -15,6 +15,7 @@ import httpx
 from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
 
 from exporter import __version__
+from exporter.aio import spawn, wait_stopped
 from exporter.cloudapi import CloudClient
 from exporter.config import Config
 from exporter.exposition import MetricsApp
@@ -170,8 +171,7 @@ class Exporter:
                 delay = source.config.discover.interval
             else:
                 return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+            if await wait_stopped(stop, delay):
                 return
             await source.refresh()
             poller.last_activity = time.monotonic()
@@ -206,7 +206,7 @@ class Exporter:
                     }
                 },
             )
-            run = asyncio.create_task(poller.run(stop))
+            run = spawn(poller.run(stop), "poller")
             tasks: list[asyncio.Task[None]] = []
             try:
                 if any(self._needs_refresh(s) for s in sources):
@@ -218,7 +218,7 @@ class Exporter:
                     stopping.cancel()
                     poller.sources_ready = True
                 tasks = [
-                    asyncio.create_task(self._source_loop(s, poller, sources, stop))
+                    spawn(self._source_loop(s, poller, sources, stop), f"source {s.owner_key}")
                     for s in sources
                 ]
                 await run

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import httpx
 
+from exporter.aio import spawn, wait_stopped
 from exporter.cloudapi import ApiError, CloudClient, endpoint_key
 from exporter.config import Config
 from exporter.counting import TaskRow, TaskSummary, merge, summarize, window_start
@@ -127,8 +128,9 @@ class Poller:
         start = time.monotonic()
         n = max(1, len(targets))
         for i, target in enumerate(targets):
-            self._loops[target.key] = asyncio.create_task(
-                self._loop(target.key, start + interval * i / n, interval, self._stop)
+            self._loops[target.key] = spawn(
+                self._loop(target.key, start + interval * i / n, interval, self._stop),
+                f"poll {target.key}",
             )
 
     # -- one poll -----------------------------------------------------------------------
@@ -244,12 +246,8 @@ class Poller:
     async def _loop(self, key: str, due: float, interval: float, stop: asyncio.Event) -> None:
         while not stop.is_set():
             delay = due - time.monotonic()
-            if delay > 0:
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
-                    return
-                except TimeoutError:
-                    pass
+            if delay > 0 and await wait_stopped(stop, delay):
+                return
             target = self.targets.get(key)
             if target is None:
                 return

@@ -23,6 +23,9 @@ from exporter.config import (
 )
 from tests.conftest import SECRET_KEY, run_cli
 
+# The CLI's config checks are quick and version-sensitive: run on every supported Python.
+pytestmark = pytest.mark.smoke
+
 GOOD = """\
 poll_interval: 30s
 lookback: 12h

@@ -7,6 +7,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
+
 from exporter.simulator.world import MISSING, to_ms
 from tests.conftest import (
     PROJECT,
@@ -27,6 +29,7 @@ def once(config: Path) -> Metrics:
     return Metrics(run.stdout)
 
 
+@pytest.mark.smoke
 def test_baseline_transition_and_between_polls(sim: Sim, tmp_path: Path) -> None:
     w = sim.world
     now = time.time()

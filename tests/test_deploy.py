@@ -7,6 +7,7 @@ checked without them.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -16,9 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tomllib
 import yaml
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, from PyPI (the test extras install it on 3.10)
+    import tomli as tomllib
+
+from exporter import __version__
 from exporter.cli import DEFAULT_PORT
 from exporter.config import Config, load_config_text, parse_duration
 from tests.conftest import ROOT, run_cli
@@ -124,7 +130,7 @@ def test_demo_runs_with_no_config_at_all(tmp_path: Path) -> None:
 # -- Kubernetes ------------------------------------------------------------------------------
 
 
-def render(overlay: str) -> list[dict[str, Any]]:
+def render(overlay: str | Path) -> list[dict[str, Any]]:
     run = subprocess.run(
         [tool("kubectl"), "kustomize", str(K8S / overlay)],
         capture_output=True,
@@ -267,3 +273,92 @@ def test_configmap_holds_a_valid_exporter_config(tmp_path: Path) -> None:
     (workload,) = by_kind(render("base"), "Deployment")
     refs = {e["valueFrom"]["secretKeyRef"]["key"] for e in _pod(workload)["containers"][0]["env"]}
     assert refs == set(secret["stringData"])
+
+
+# -- Kubernetes: overlays of your own ------------------------------------------------------
+
+OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
+WITHOUT_OPERATOR = K8S / "components" / "without-prometheus-operator"
+
+
+def overlay(
+    directory: Path,
+    base: str,
+    components: tuple[Path, ...] = (),
+    images: tuple[dict[str, str], ...] = (),
+) -> Path:
+    """A user's overlay, as the README shows it: paths relative to its directory."""
+    doc: dict[str, Any] = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(K8S / base, directory)],
+    }
+    if components:
+        doc["components"] = [os.path.relpath(c, directory) for c in components]
+    if images:
+        doc["images"] = list(images)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return directory
+
+
+def images(docs: list[dict[str, Any]]) -> list[str]:
+    return [
+        c["image"]
+        for d in docs
+        if d["kind"] in ("Deployment", "StatefulSet")
+        for c in _pod(d)["containers"] + _pod(d).get("initContainers", [])
+    ]
+
+
+@pytest.mark.parametrize("base", ["base", "sharded"])
+def test_image_is_the_release_tag_and_one_images_entry_changes_it(
+    tmp_path: Path, base: str
+) -> None:
+    assert images(render(base)) == [f"huaweicloud-task-exporter:{__version__}"]
+    pushed = {
+        "name": "huaweicloud-task-exporter",
+        "newName": "registry.example.com/team/huaweicloud-task-exporter",
+        "newTag": "1.2.3",
+    }
+    mine = overlay(tmp_path / "mine", base, images=(pushed,))
+    assert images(render(mine)) == ["registry.example.com/team/huaweicloud-task-exporter:1.2.3"]
+
+
+@pytest.mark.parametrize("base", ["base", "sharded"])
+def test_component_leaves_out_only_the_prometheus_operator_objects(
+    tmp_path: Path, base: str
+) -> None:
+    full = render(base)
+    assert {d["kind"] for d in full} >= OPERATOR_KINDS
+    plain = render(overlay(tmp_path / "mine", base, components=(WITHOUT_OPERATOR,)))
+    assert not [d for d in plain if d["apiVersion"].startswith("monitoring.coreos.com/")]
+    assert plain == [d for d in full if d["kind"] not in OPERATOR_KINDS]
+
+
+def _readme_overlay() -> str:
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(r"cat > my-exporter/kustomization\.yaml <<'EOF'\n(.*?)\nEOF\n", readme, re.S)
+    assert found, "the README's overlay example is gone"
+    return found.group(1)
+
+
+@pytest.mark.parametrize("base", ["base", "sharded"])
+@pytest.mark.parametrize("operator", [True, False])
+def test_readme_overlay_sets_the_pushed_image_and_can_leave_out_the_operator(
+    tmp_path: Path, base: str, operator: bool
+) -> None:
+    text = _readme_overlay()
+    assert "../deploy/kubernetes/base " in text
+    text = text.replace("../deploy/kubernetes/base ", f"../deploy/kubernetes/{base} ")
+    if not operator:
+        text = re.sub(r"^# (components:|  - )", r"\1", text, flags=re.M)
+    # The README's overlay sits at the repository's root: so does this copy, relatively.
+    mine = tmp_path / "my-exporter"
+    mine.mkdir()
+    up = os.path.relpath(ROOT, mine)
+    (mine / "kustomization.yaml").write_text(text.replace("../deploy/", f"{up}/deploy/"))
+    docs = render(mine)
+    assert images(docs) == [f"registry.example.com/team/huaweicloud-task-exporter:{__version__}"]
+    kinds = {d["kind"] for d in docs}
+    assert (kinds >= OPERATOR_KINDS) if operator else not (OPERATOR_KINDS & kinds)

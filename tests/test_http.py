@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
@@ -113,6 +114,7 @@ def test_landing_health_and_metrics_formats(sim: Sim, tmp_path: Path, exporters:
     assert m.value("huaweicloud_task_up", instance_id="", cloud_service="dcs") == 1
 
 
+@pytest.mark.smoke
 def test_sigterm_during_polls_stops_cleanly_with_state_intact(
     sim: Sim, tmp_path: Path, exporters: Start
 ) -> None:

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
+from exporter.exposition import MetricsApp
+from exporter.metrics import TaskFamilies
 from exporter.server import App, HttpServer
 from exporter.snapshot import SnapshotStore
 
@@ -215,7 +217,10 @@ def test_keep_alive_then_idle_timeout(serve: Serve) -> None:
 def test_head_has_the_get_headers_and_no_body(serve: Serve) -> None:
     registry = CollectorRegistry()
     Gauge("demo_value", "A value.", registry=registry).set(3)
-    app = App(registry, SnapshotStore([1.0], False, 60.0), lambda: (True, "ok"), lambda: True)
+    snapshots = SnapshotStore([1.0], False, TaskFamilies(60.0, False))
+    app = App(
+        MetricsApp(snapshots.exposition, registry), snapshots, lambda: (True, "ok"), lambda: True
+    )
     server = serve(app)
     for path in ("/metrics", "/healthz", "/", "/nope"):
         get = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)

@@ -13,6 +13,9 @@ from huaweicloudsdkcore.sdk_request import SdkRequest
 from exporter.signing import UNSIGNED_HEADERS, AkSkAuth
 from tests.conftest import ACCESS_KEY, PROJECT, SECRET_KEY, Sim
 
+# Pure logic and the simulator in-process: run on every supported Python.
+pytestmark = pytest.mark.smoke
+
 SPECIAL = " !\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~é中€"
 
 

@@ -22,6 +22,8 @@ from exporter.simulator import Simulator, World
 from exporter.simulator.world import Fault
 from tests.certs import make_ca_and_server_cert
 
+pytestmark = pytest.mark.smoke  # in-process: run on every supported Python
+
 ACCESS_KEY = "CLOUDTESTAK000000001"
 SECRET_KEY = "cloud-test-secret-6a5b4c3d2e1f"
 PROJECT = "0f5c1a2b3c4d4e5f8a9b0c1d2e3f4a5b"

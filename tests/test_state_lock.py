@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.state import PollCommit, StateError, StateStore
+from exporter.counting import PollCommit
+from exporter.state import StateError, StateStore
 from tests.conftest import PROJECT, ExporterProcess, Sim, all_up, config_doc, write_config
 
 BUCKETS = [1.0, 10.0]

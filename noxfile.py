@@ -1,0 +1,39 @@
+"""Test sessions, one per Python in `requires-python`; `./scripts/test` runs them all.
+
+The main version runs every check (linters, type checker, the whole suite). The others run
+the tests marked `smoke`: the in-process unit tests and a few end-to-end polls, restarts and
+serving loops, enough to catch what differs between Python versions in about a minute each.
+`nox -s tests-3.10` runs one; `nox -l` lists them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+MAIN = "3.11"
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_venv = "yes"
+# A declared version with no interpreter is skipped locally but fails CI: untested is not green.
+nox.options.error_on_missing_interpreters = os.environ.get("CI", "").lower() not in (
+    "",
+    "0",
+    "false",
+)
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """Every check on the main version, the smoke tests on the others."""
+    session.install("-q", "--disable-pip-version-check", "-e", ".[test]")
+    if session.python == MAIN:
+        session.run("ruff", "check", ".")
+        session.run("ruff", "format", "--check", ".")
+        session.run("mypy")  # targets the oldest version (pyproject.toml)
+        session.run("pytest", *session.posargs)
+    else:
+        # No cache: --lf/--ff after a run keep meaning the main version's failures.
+        session.run("pytest", "-m", "smoke", "-p", "no:cacheprovider")
