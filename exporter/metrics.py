@@ -47,6 +47,7 @@ HISTOGRAM_LABELS_BY_INSTANCE = (
     "status",
 )
 INFO_LABELS = (*TARGET_LABELS, "engine", "engine_version", "instance_status")
+CONTEXT_LABELS = (*TARGET_LABELS, "task_name", "task_id", "user_name", "change")
 DISCOVERY_LABELS = ("cloud_service", "region", "project_id")
 
 _SUFFIXES: dict[str, tuple[str, ...]] = {
@@ -162,6 +163,21 @@ class TaskFamilies:
             "absent when there is none." + bg,
             NAME_LABELS,
         )
+        self.last_failure = Family(
+            PREFIX + "last_failure_info",
+            "gauge",
+            "Always 1: the most recent task of this name that failed on this task list, with "
+            "its task ID, who started it and what it changed (summarised from known fields "
+            "only); replaced when a newer one fails." + bg,
+            CONTEXT_LABELS,
+        )
+        self.oldest_info = Family(
+            PREFIX + "oldest_unfinished_info",
+            "gauge",
+            "Always 1: the task behind oldest_unfinished_start_timestamp_seconds, with its task "
+            "ID, who started it and what it changes." + bg,
+            CONTEXT_LABELS,
+        )
         self.up = Family(
             PREFIX + "up",
             "gauge",
@@ -203,22 +219,14 @@ class TaskFamilies:
             self.last_finished,
             self.last_status,
             self.oldest,
+            self.last_failure,
+            self.oldest_info,
             self.up,
             self.last_success,
             self.poll_duration,
             self.info,
             self.discovery,
         )
-        self.summary_families = (
-            self.recent,
-            self.finished,
-            self.last_duration,
-            self.last_finished,
-            self.last_status,
-            self.oldest,
-        )
-        self.status_families = (self.up, self.last_success, self.poll_duration)
-        self.discovery_families = (self.info, self.discovery)
 
 
 # -- rendering ---------------------------------------------------------------------------
@@ -258,7 +266,19 @@ def render_summary(f: TaskFamilies, labels: str, s: TaskSummary) -> dict[str, by
             f'{f.oldest.name}{{{labels},task_name="{esc(n)}"}} {go(c)}\n'
             for n, c in s.oldest_unfinished
         ),
+        f.last_failure.name: _lines(
+            f"{f.last_failure.name}{{{labels},{_context(n, i, u, c)}}} 1.0\n"
+            for n, i, u, c, _ in s.last_failure
+        ),
+        f.oldest_info.name: _lines(
+            f"{f.oldest_info.name}{{{labels},{_context(n, i, u, c)}}} 1.0\n"
+            for n, i, u, c in s.oldest_unfinished_info
+        ),
     }
+
+
+def _context(name: str, task_id: str, user: str, change: str) -> str:
+    return render_labels(CONTEXT_LABELS[-4:], (name, task_id, user, change))
 
 
 def render_status(
@@ -374,6 +394,7 @@ def collect_snapshot(f: TaskFamilies, snap: ExporterSnapshot) -> Iterator[Metric
         _gauge(f.last_finished),
     )
     last_status, oldest, up = _gauge(f.last_status), _gauge(f.oldest), _gauge(f.up)
+    last_failure, oldest_info = _gauge(f.last_failure), _gauge(f.oldest_info)
     last_success, poll_duration = _gauge(f.last_success), _gauge(f.poll_duration)
     finished = CounterMetricFamily(f.finished.name, f.finished.help, labels=f.finished.labels)
     for ts in snap.targets:
@@ -391,6 +412,10 @@ def collect_snapshot(f: TaskFamilies, snap: ExporterSnapshot) -> Iterator[Metric
             last_status.add_metric([*tl, name, status], 1)
         for name, created in s.oldest_unfinished:
             oldest.add_metric([*tl, name], created)
+        for name, task_id, user, change, _ in s.last_failure:
+            last_failure.add_metric([*tl, name, task_id, user, change], 1)
+        for name, task_id, user, change in s.oldest_unfinished_info:
+            oldest_info.add_metric([*tl, name, task_id, user, change], 1)
         if ts.polled:
             up.add_metric(tl, 1 if ts.up else 0)
             if ts.poll_duration is not None:
@@ -421,6 +446,8 @@ def collect_snapshot(f: TaskFamilies, snap: ExporterSnapshot) -> Iterator[Metric
             last_finished,
             last_status,
             oldest,
+            last_failure,
+            oldest_info,
             up,
             last_success,
             poll_duration,

@@ -10,14 +10,15 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import httpx
 
 from exporter.aio import spawn, wait_stopped
 from exporter.cloudapi import ApiError, CloudClient, endpoint_key
 from exporter.config import Config
-from exporter.counting import TaskRow, TaskSummary, merge, summarize, window_start
+from exporter.counting import TargetState, TaskSummary, merge, summarize, window_start
+from exporter.logs import EVENTS_LOGGER
 from exporter.selfmetrics import SelfMetrics
 from exporter.snapshot import SnapshotStore, TargetSnapshot
 from exporter.state import StateError, StateStore
@@ -25,6 +26,7 @@ from exporter.targets import Target
 from exporter.tasks import ZERO_INITIALIZED_STATUSES
 
 log = logging.getLogger(__name__)
+events_log = logging.getLogger(EVENTS_LOGGER)
 
 
 class Poller:
@@ -58,8 +60,19 @@ class Poller:
     # -- start-up -----------------------------------------------------------------------
 
     def restore(self) -> None:
-        """Load the stored histograms (per-target state is loaded as targets arrive)."""
+        """Load the stored histograms (per-target state is loaded as targets arrive), and
+        write out the event lines a previous run committed but was killed before writing."""
         self.snapshots.load_histograms(self.store.load_histograms())
+        self.write_events()
+
+    def write_events(self) -> None:
+        """The task event log: lines committed with their poll, written after it, then
+        forgotten. A kill in between writes them again at the next start (same event IDs)."""
+        pending = self.store.pending_events()
+        for _, fields in pending:
+            events_log.info("task event", extra={"fields": fields})
+        if pending:
+            self.store.events_written(pending[-1][0])
 
     def _restore(self, target: Target) -> None:
         """Serve what the state file knows of a target until its first poll finishes.
@@ -73,22 +86,17 @@ class Poller:
             TargetSnapshot(
                 target,
                 last_success=state.last_success,
-                summary=self._summary(target, state.tasks, state.finished, self.clock()),
+                summary=self._summary(target, state, self.clock()),
             )
         )
 
-    def _summary(
-        self,
-        target: Target,
-        tasks: Mapping[str, TaskRow],
-        finished: Mapping[tuple[str, str], int],
-        now: float,
-    ) -> TaskSummary:
+    def _summary(self, target: Target, state: TargetState, now: float) -> TaskSummary:
         return summarize(
-            tasks.values(),
-            finished,
+            state.tasks.values(),
+            state.finished,
             now - self.config.lookback,
             ZERO_INITIALIZED_STATUSES[target.dialect],
+            state.failures,
         )
 
     def set_targets(self, targets: Sequence[Target]) -> None:
@@ -158,6 +166,8 @@ class Poller:
             self.metrics.state_commit_duration.observe(time.monotonic() - t0)
             if committed.histograms:
                 self.snapshots.update_histograms(committed.histograms)
+            if merged.commit.events:
+                self.write_events()
             state_after = committed.state
             self.snapshots.publish_target(
                 TargetSnapshot(
@@ -167,7 +177,7 @@ class Poller:
                     last_success=now,
                     last_attempt=now,
                     poll_duration=time.monotonic() - mono,
-                    summary=self._summary(target, state_after.tasks, state_after.finished, now),
+                    summary=self._summary(target, state_after, now),
                 )
             )
             log.debug(

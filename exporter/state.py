@@ -23,11 +23,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from exporter.counting import PollCommit, TargetState, TaskRow
+from exporter.counting import Failure, PollCommit, TargetState, TaskRow
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Quiet polls (nothing changed but the watermark) are written together at most this often:
 # a watermark that is a few seconds old only makes the next read after a crash a little
@@ -55,8 +55,23 @@ CREATE TABLE IF NOT EXISTS tasks (
     updated_at REAL,
     accounted INTEGER NOT NULL,
     missing INTEGER NOT NULL DEFAULT 0,
+    user_name TEXT NOT NULL DEFAULT '',
+    change TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (target, id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS failures (
+    target TEXT NOT NULL,
+    name TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    change TEXT NOT NULL,
+    finished_at REAL NOT NULL,
+    PRIMARY KEY (target, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    payload TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at);
 CREATE TABLE IF NOT EXISTS finished (
     target TEXT NOT NULL,
@@ -267,7 +282,15 @@ class StateStore:
         elif int(version) < SCHEMA_VERSION:
             with self._transaction():
                 self._migrate_v1()
+                self._migrate_v2()
                 self._set_meta("schema_version", str(SCHEMA_VERSION))
+
+    def _migrate_v2(self) -> None:
+        """Schema 3 keeps who started a task and what it changes."""
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(tasks)")}
+        for column in ("user_name", "change"):
+            if column not in columns:
+                self.db.execute(f"ALTER TABLE tasks ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
 
     def _migrate_v1(self) -> None:
         """Schema 1 kept a histogram series as one JSON row; schema 2 as additive rows."""
@@ -331,10 +354,20 @@ class StateStore:
                 "SELECT baseline_at, watermark, last_success FROM targets WHERE key = ?", (key,)
             ).fetchone()
             tasks = {
-                r[0]: TaskRow(r[0], r[1], r[2], r[3], bool(r[4]), r[5], bool(r[6]), r[7])
+                r[0]: TaskRow(
+                    r[0], r[1], r[2], r[3], bool(r[4]), r[5], bool(r[6]), r[7], r[8], r[9]
+                )
                 for r in self.db.execute(
                     "SELECT id, name, status, created_at, created_known, updated_at, accounted,"
-                    " missing FROM tasks WHERE target = ?",
+                    " missing, user_name, change FROM tasks WHERE target = ?",
+                    (key,),
+                )
+            }
+            failures = {
+                r[0]: Failure(r[1], r[2], r[3], r[4])
+                for r in self.db.execute(
+                    "SELECT name, task_id, user_name, change, finished_at FROM failures"
+                    " WHERE target = ?",
                     (key,),
                 )
             }
@@ -347,8 +380,8 @@ class StateStore:
         except sqlite3.Error as exc:
             raise _explain(self.path, exc) from None
         if row is None:
-            return TargetState(None, None, None, tasks, finished)
-        return TargetState(row[0], row[1], row[2], tasks, finished)
+            return TargetState(None, None, None, tasks, finished, failures)
+        return TargetState(row[0], row[1], row[2], tasks, finished, failures)
 
     def load_histograms(self) -> list[HistogramRow]:
         """Every stored duration series, with the current bucket layout."""
@@ -365,6 +398,24 @@ class StateStore:
                 )
                 for r in self.db.execute("SELECT series, sum, count FROM duration_totals")
             ]
+        except sqlite3.Error as exc:
+            raise _explain(self.path, exc) from None
+
+    def pending_events(self) -> list[tuple[int, dict[str, object]]]:
+        """Event log lines committed but not yet written out (a kill came in between)."""
+        try:
+            return [
+                (int(seq), json.loads(payload))
+                for seq, payload in self.db.execute("SELECT seq, payload FROM events ORDER BY seq")
+            ]
+        except sqlite3.Error as exc:
+            raise _explain(self.path, exc) from None
+
+    def events_written(self, upto: int) -> None:
+        """Forget the event lines up to `upto`: they are in the log now."""
+        try:
+            with self._transaction():
+                self.db.execute("DELETE FROM events WHERE seq <= ?", (upto,))
         except sqlite3.Error as exc:
             raise _explain(self.path, exc) from None
 
@@ -409,6 +460,7 @@ class StateStore:
             last_success=c.last_success,
             tasks=tasks,
             finished={**old.finished, **finished} if finished else old.finished,
+            failures={**old.failures, **c.failures} if c.failures else old.failures,
         )
         self._states[c.target] = state
         return Committed(state, finished, histograms)
@@ -434,11 +486,12 @@ class StateStore:
         db = self.db
         db.executemany(
             "INSERT INTO tasks (target, id, name, status, created_at, created_known, updated_at,"
-            " accounted, missing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " accounted, missing, user_name, change) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (target, id) DO UPDATE SET name = excluded.name,"
             " status = excluded.status, created_at = excluded.created_at,"
             " created_known = excluded.created_known, updated_at = excluded.updated_at,"
-            " accounted = excluded.accounted, missing = excluded.missing",
+            " accounted = excluded.accounted, missing = excluded.missing,"
+            " user_name = excluded.user_name, change = excluded.change",
             [
                 (
                     c.target,
@@ -450,9 +503,26 @@ class StateStore:
                     t.updated_at,
                     int(t.accounted),
                     t.missing,
+                    t.user_name,
+                    t.change,
                 )
                 for t in c.upserts
             ],
+        )
+        db.executemany(
+            "INSERT INTO failures (target, name, task_id, user_name, change, finished_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (target, name) DO UPDATE SET"
+            " task_id = excluded.task_id, user_name = excluded.user_name,"
+            " change = excluded.change, finished_at = excluded.finished_at",
+            [
+                (c.target, name, f.task_id, f.user_name, f.change, f.finished_at)
+                for name, f in c.failures.items()
+            ],
+        )
+        # The event log's lines go in with the poll that saw them and out after it.
+        db.executemany(
+            "INSERT INTO events (payload) VALUES (?)",
+            [(json.dumps(e.fields, ensure_ascii=False),) for e in c.events],
         )
         db.executemany(
             "DELETE FROM tasks WHERE target = ? AND id = ?", [(c.target, i) for i in c.deletes]

@@ -23,7 +23,7 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.counting import TaskRow, summarize
+from exporter.counting import Failure, TaskRow, summarize
 from exporter.credentials import StaticKeys
 from exporter.exposition import MetricsApp
 from exporter.metrics import TaskCollector, TaskFamilies
@@ -67,9 +67,15 @@ def _series(t: Target, by_instance: bool, name: str, status: str) -> str:
     return json.dumps([mode, t.service, t.region, t.project_id, t.source, instance, name, status])
 
 
-def _summary(t: Target, now: float, rows: list[TaskRow], finished: dict[tuple[str, str], int]):  # type: ignore[no-untyped-def]
+def _summary(  # type: ignore[no-untyped-def]
+    t: Target,
+    now: float,
+    rows: list[TaskRow],
+    finished: dict[tuple[str, str], int],
+    failures: dict[str, Failure] | None = None,
+):
     zero = ("SUCCESS", "FAILED") if t.service == "dcs" else ("SUCCESS", "FAILED", "DELETED")
-    return summarize(rows, finished, now - 86400, zero)
+    return summarize(rows, finished, now - 86400, zero, failures)
 
 
 def _populate(store: SnapshotStore, by_instance: bool) -> list[Target]:
@@ -83,7 +89,7 @@ def _populate(store: SnapshotStore, by_instance: bool) -> list[Target]:
     rows_a = [
         TaskRow("1", "EXTEND", "SUCCESS", now - 600, True, now - 500, True),
         TaskRow("2", "EXTEND", "FAILED", now - 300, True, now - 250, True),
-        TaskRow("3", "RESTART", "EXECUTING", now - 100, True, None, False),
+        TaskRow("3", "RESTART", "EXECUTING", now - 100, True, None, False, 0, HOSTILE, "x -> y"),
         TaskRow("4", HOSTILE, "SUCCESS", now - 90, False, now - 80, True),
     ]
     rows_b = [TaskRow("9", "bindInstancePublicIp", "CANCELLED", now - 50, True, now - 40, True)]
@@ -95,7 +101,13 @@ def _populate(store: SnapshotStore, by_instance: bool) -> list[Target]:
             last_success=now,
             last_attempt=now,
             poll_duration=0.125,
-            summary=_summary(a, now, rows_a, {("EXTEND", "SUCCESS"): 7, ("EXTEND", "FAILED"): 1}),
+            summary=_summary(
+                a,
+                now,
+                rows_a,
+                {("EXTEND", "SUCCESS"): 7, ("EXTEND", "FAILED"): 1},
+                {"EXTEND": Failure("2", "alice", "capacity 0.125 -> 0.25", now - 250)},
+            ),
         )
     )
     store.publish_target(
@@ -218,6 +230,8 @@ def test_prerendered_lines_equal_prometheus_client_rendering(by_instance: bool) 
     _both(store, families)
     text = _scrape(MetricsApp(store.exposition, CollectorRegistry()))[1].decode()
     assert "gone-target-task" in text  # the task center's stored series is shown
+    assert 'task_id="2",user_name="alice",change="capacity 0.125 -> 0.25"} 1.0' in text
+    assert text.count("huaweicloud_task_oldest_unfinished_info{") == 1
     assert "i-x" not in text  # an unconfigured instance's series is not
 
     # A rename moves every line to the new labels; a removal takes them all away.

@@ -85,6 +85,7 @@ def test_a_first_poll_is_never_deferred(tmp_path: Path) -> None:
 
 
 def test_schema_1_histograms_are_carried_over(tmp_path: Path) -> None:
+    """And its tasks table gains the columns of schema 3 (user and change)."""
     path = tmp_path / "s.db"
     db = sqlite3.connect(str(path))
     db.executescript(
@@ -92,6 +93,11 @@ def test_schema_1_histograms_are_carried_over(tmp_path: Path) -> None:
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         CREATE TABLE durations (series TEXT PRIMARY KEY, buckets TEXT NOT NULL,
                                 sum REAL NOT NULL, count INTEGER NOT NULL);
+        CREATE TABLE tasks (target TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL,
+            status TEXT NOT NULL, created_at REAL NOT NULL, created_known INTEGER NOT NULL,
+            updated_at REAL, accounted INTEGER NOT NULL, missing INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (target, id)) WITHOUT ROWID;
+        INSERT INTO tasks VALUES ('a', 't1', 'EXTEND', 'SUCCESS', 1.0, 1, 2.0, 1, 0);
         """
     )
     db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
@@ -104,6 +110,9 @@ def test_schema_1_histograms_are_carried_over(tmp_path: Path) -> None:
         (SERIES, (3, 0, 1, 2), 400.5, 6)
     ]
     assert store.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
-        "2",
+        "3",
+    )
+    assert store.load_target("a").tasks["t1"] == TaskRow(
+        "t1", "EXTEND", "SUCCESS", 1.0, True, 2.0, True, 0, "", ""
     )
     store.close()
