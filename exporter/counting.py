@@ -191,11 +191,16 @@ def _note_failure(state: TargetState, commit: PollCommit, row: TaskRow, now: flo
 
 
 def task_event(target: Target, row: TaskRow, transition: str) -> TaskEvent:
-    """The event log line of a task's transition (`finished` or `seen_unfinished`)."""
+    """The event log line of a task's transition (`finished` or `seen_unfinished`).
+
+    The event ID names the kind of list too: a DCS task shows in its instance's list and in
+    the task center, and each list logs it once.
+    """
+    event_id = f"{target.kind}:{row.id}:{transition}"
     return TaskEvent(
-        f"{row.id}:{transition}",
+        event_id,
         {
-            "event_id": f"{row.id}:{transition}",
+            "event_id": event_id,
             "task_id": row.id,
             "task_name": row.name,
             "status": row.status,
