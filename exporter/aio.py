@@ -4,10 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
-from typing import Any
+import sys
+from collections.abc import Awaitable, Coroutine
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+if sys.version_info >= (3, 11):
+
+    async def within(awaitable: Awaitable[T], seconds: float) -> T:
+        """`awaitable`, cancelled after `seconds` with `asyncio.TimeoutError`.
+
+        A deadline on the running task: unlike `asyncio.wait_for` before 3.12, it starts no
+        task of its own, which matters on a path taken by every request.
+        """
+        async with asyncio.timeout(seconds):
+            return await awaitable
+
+else:  # 3.10: no asyncio.timeout
+
+    async def within(awaitable: Awaitable[T], seconds: float) -> T:
+        """`awaitable`, cancelled after `seconds` with `asyncio.TimeoutError`."""
+        return await asyncio.wait_for(awaitable, seconds)
 
 
 async def wait_stopped(stop: asyncio.Event, timeout: float) -> bool:

@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from exporter.aio import within
 from exporter.config import HttpSettings
 from exporter.credentials import CredentialError, CredentialProvider
 from exporter.logs import REDACTED, scrub
@@ -287,7 +288,7 @@ class CloudClient:
         """
         limit = self.settings.poll_timeout
         try:
-            return await asyncio.wait_for(self._fetch_tasks(target, since), limit)
+            return await within(self._fetch_tasks(target, since), limit)
         except asyncio.TimeoutError:
             raise ApiError(
                 f"the poll did not finish within {limit:g}s (http.poll_timeout)"

@@ -180,18 +180,19 @@ class Poller:
                     summary=self._summary(target, state_after, now),
                 )
             )
-            log.debug(
-                "poll done",
-                extra={
-                    "fields": {
-                        "target": target.key,
-                        "requests": fetched.requests,
-                        "tasks": len(fetched.tasks),
-                        "counted": merged.counted,
-                        "baseline": state.baseline_at is None,
-                    }
-                },
-            )
+            if log.isEnabledFor(logging.DEBUG):  # not even the fields, on the hot path
+                log.debug(
+                    "poll done",
+                    extra={
+                        "fields": {
+                            "target": target.key,
+                            "requests": fetched.requests,
+                            "tasks": len(fetched.tasks),
+                            "counted": merged.counted,
+                            "baseline": state.baseline_at is None,
+                        }
+                    },
+                )
             for task_id in merged.forgotten:
                 log.info(
                     "forgetting an unfinished task the cloud no longer lists",

@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from exporter.aio import within
+
 MAX_JSON_DEPTH = 32
 # Encodings decoded here, chunk by chunk with a cap on the output; nothing else is asked for.
 ACCEPT_ENCODING = "gzip, deflate"
@@ -136,7 +138,7 @@ async def read_reply(
     Raises ReplyError for a timeout, a failed connection or an oversized body.
     """
     try:
-        return await asyncio.wait_for(
+        return await within(
             _read(http, method, url, max_bytes, dict(kwargs, timeout=timeout)), timeout
         )
     except asyncio.TimeoutError:

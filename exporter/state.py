@@ -166,7 +166,11 @@ class StateStore:
             )
             try:
                 self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA synchronous=FULL")
+                # NORMAL: in WAL mode a commit survives any process crash (kill -9 included)
+                # without an fsync each; only a power loss can undo the last commits, and as a
+                # poll's counts and its tasks' "accounted" marks go in one transaction, the
+                # next poll then counts those tasks again, exactly once.
+                self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.execute("PRAGMA busy_timeout=5000")
                 self.db.executescript(_SCHEMA)
                 self._check_version()

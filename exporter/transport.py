@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import sys
 from typing import Any
 
 import httpx
+
+from exporter.aio import within
 
 MAX_HEAD = 64 * 1024  # status line and headers together
 MAX_HEADERS = 100
@@ -48,28 +49,14 @@ def _timeouts(request: httpx.Request) -> dict[str, float | None]:
     return found if isinstance(found, dict) else {}
 
 
-if sys.version_info >= (3, 11):
-
-    async def _within(awaitable: Any, seconds: float | None, error: type[Exception]) -> Any:
-        """`awaitable`, or `error` (an httpx timeout) after `seconds`."""
-        if seconds is None:
-            return await awaitable
-        try:
-            async with asyncio.timeout(seconds):
-                return await awaitable
-        except TimeoutError:
-            raise error(f"no progress within {seconds:g}s") from None
-
-else:  # 3.10: no asyncio.timeout, and its TimeoutError is not the builtin one
-
-    async def _within(awaitable: Any, seconds: float | None, error: type[Exception]) -> Any:
-        """`awaitable`, or `error` (an httpx timeout) after `seconds`."""
-        if seconds is None:
-            return await awaitable
-        try:
-            return await asyncio.wait_for(awaitable, seconds)
-        except asyncio.TimeoutError:
-            raise error(f"no progress within {seconds:g}s") from None
+async def _within(awaitable: Any, seconds: float | None, error: type[Exception]) -> Any:
+    """`awaitable`, or `error` (an httpx timeout) after `seconds`."""
+    if seconds is None:
+        return await awaitable
+    try:
+        return await within(awaitable, seconds)
+    except asyncio.TimeoutError:
+        raise error(f"no progress within {seconds:g}s") from None
 
 
 class LeanTransport(httpx.AsyncBaseTransport):

@@ -92,7 +92,8 @@ def trickle(interval: float = 1.0) -> Behaviour:
     def behave(h: Handler) -> None:
         h.send_response(200)
         h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", "100000000")
+        # Within http.max_response_bytes: a larger declared length is refused at once.
+        h.send_header("Content-Length", "10000000")
         h.end_headers()
         h.wfile.write(b"{")
         h.wfile.flush()

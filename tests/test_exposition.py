@@ -222,6 +222,7 @@ def _both(store: SnapshotStore, families: TaskFamilies) -> None:
     assert gzip.decompress(compressed) == text
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("by_instance", [False, True])
 def test_prerendered_lines_equal_prometheus_client_rendering(by_instance: bool) -> None:
     families = TaskFamilies(60.0, by_instance)
@@ -254,6 +255,7 @@ def _task_lines(store: SnapshotStore) -> str:
     return text.split("# HELP huaweicloud_task_instance_info")[0]
 
 
+@pytest.mark.smoke
 def test_describe_yields_every_family_without_samples() -> None:
     families = TaskFamilies(60.0, False)
     store = SnapshotStore(BOUNDS, False, families)

@@ -7,8 +7,12 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from exporter.counting import HistogramDelta, PollCommit, TaskRow
 from exporter.state import FLUSH_INTERVAL, StateStore
+
+pytestmark = pytest.mark.smoke  # in-process: run on every supported Python
 
 BOUNDS = (1.0, 10.0, 60.0)
 SERIES = json.dumps(["aggregate", "dcs", "r", "p", "instance", "", "EXTEND", "SUCCESS"])

@@ -12,6 +12,8 @@ import pytest
 
 from exporter.transport import LeanTransport
 
+pytestmark = pytest.mark.smoke  # in-process: run on every supported Python
+
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
