@@ -185,6 +185,8 @@ def test_secrets_alone_give_nothing() -> None:
         ("new_resource_spec_code", "redis single"),
         ("new_resource_spec_code", "-starts-with-a-dash"),
         ("new_resource_spec_code", "redis.\ud800.tiny"),
+        ("new_resource_spec_code", "\uff52\uff45\uff44\uff49\uff53.single"),  # ASCII only
+        ("new_capacity", "\uff11\uff12"),  # fullwidth digits
         ("new_capacity", "hunter2"),  # a number field takes numbers only
         ("new_capacity", "1e9"),
         ("new_capacity", "0x10"),

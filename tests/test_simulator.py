@@ -278,3 +278,16 @@ def test_the_demo_failures_carry_who_and_what() -> None:
     assert changes["alice", "EXTEND"].startswith("capacity ")
     assert changes["carol", "kafkaConfigModify"] == ""
     assert sum(bool(c) for c in changes.values()) >= len(changes) - 1
+
+
+def test_odd_details_given_by_a_test_are_served_as_given(sim: Sim) -> None:
+    inst = sim.world.add_instance("dcs", "redis-1", PROJECT)
+    odd = {"old_capacity": "n/a", "new_capacity": "0.5", "note": "<b>\ud800"}
+    sim.world.add_task(inst.id, "EXTEND", "FAILED", time.time() - 60, details=odd)
+    (center,) = _raw_tasks(sim, f"{sim.dcs_url}/v2/{PROJECT}/tasks")
+    assert center["details"]["old_capacity"] == "n/a"
+    assert center["details"]["new_capacity"] == 0.5
+    sim.world.add_task(inst.id, "BindEip", "SUCCESS", time.time() - 30, details=None)
+    listed = _raw_tasks(sim, f"{sim.dcs_url}/v2/{PROJECT}/instances/{inst.id}/tasks")
+    assert listed[0]["details"] is None
+    assert listed[0]["enable_show"] is False
