@@ -93,6 +93,7 @@ FIELDS: tuple[Pair | Single, ...] = (
 
 
 def _number(value: Any) -> str | None:
+    """A number in one spelling (`0.50`, `0.5` and 0.5 all read `0.5`), or None."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -103,7 +104,7 @@ def _number(value: Any) -> str | None:
         text = f"{value:.9f}".rstrip("0").rstrip(".")
         return text if _NUMBER_TEXT.fullmatch(text) else None
     if isinstance(value, str) and _NUMBER_TEXT.fullmatch(value):
-        return value
+        return _number(int(value) if value.lstrip("-").isdigit() else float(value))
     return None
 
 

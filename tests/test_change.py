@@ -131,6 +131,9 @@ SAFE = re.compile(r"[A-Za-z0-9._ ,>-]*…?")
         # A number field holds a number: a boolean is not one (True would show as 1).
         ("EXTEND", {"old_capacity": True, "new_capacity": False}, None, ""),
         ("EXTEND", {"old_capacity": 1.0, "new_capacity": 2.5}, None, "capacity 1 -> 2.5"),
+        # Numbers compare as numbers, however spelt.
+        ("EXTEND", {"old_capacity": "0.50", "new_capacity": 0.5}, None, ""),
+        ("EXTEND", {"old_port": "06379", "new_port": "6380"}, None, "port 6379 -> 6380"),
         # Flags are booleans only, and a set-only flag is quiet when false.
         ("BindEip", {"enable_public_ip": "yes", "is_only_adjust_charging": False}, None, ""),
     ],
