@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from exporter.change import summarize_change
 from exporter.replies import clean_text
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ UNKNOWN_NAME = "unknown"
 # Names and statuses become label values: longer ones are cut (ending in `…`).
 MAX_LABEL_CHARS = 128
 MAX_ID_CHARS = 128
+MAX_USER_CHARS = 64
 # A timestamp further ahead of this clock than this is not believed (and left unknown): a task
 # dated 2999 would otherwise be the latest to finish for ever.
 MAX_FUTURE_SKEW = 3600.0
@@ -122,8 +124,9 @@ class Task:
     status: str
     created_at: float | None
     updated_at: float | None
-    user_name: str = ""  # who started it
-    change: str = ""  # what it changes, summarized from its details and params
+    # Who started the task, and what it changes (see `exporter.change`): "" when unknown.
+    user_name: str = ""
+    change: str = ""
 
 
 def parse_task(raw: Any, now: float | None = None) -> Task | None:
@@ -143,12 +146,15 @@ def parse_task(raw: Any, now: float | None = None) -> Task | None:
         return None
     name = raw.get("name")
     name_text = clean_text(str(name), MAX_LABEL_CHARS) if isinstance(name, str | int) else ""
+    user = raw.get("user_name")
     return Task(
         id=clean_id(task_id),
         name=name_text or UNKNOWN_NAME,
         status=normalize_status(raw.get("status")),
         created_at=_believable(parse_timestamp(raw.get("created_at")), now),
         updated_at=_believable(parse_timestamp(raw.get("updated_at")), now),
+        user_name=clean_text(user, MAX_USER_CHARS) if isinstance(user, str) else "",
+        change=summarize_change(name_text, raw.get("details"), raw.get("params")),
     )
 
 

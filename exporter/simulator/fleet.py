@@ -23,7 +23,8 @@ def demo_world(secret_key: str, seed: int = 7, now: float | None = None) -> Worl
     """A small fleet of all four services with history, a stuck task, and steady churn.
 
     Scripted tasks finish a few seconds after start, so the second poll already counts a
-    success and a failure: every metric family has samples within seconds.
+    success and a failure: every metric family has samples within seconds. Every task
+    carries a user and, where its kind has one, `details`/`params` (see `World.add_task`).
     """
     now = time.time() if now is None else now
     world = World(seed=seed, region=DEMO_REGION)
@@ -42,10 +43,24 @@ def demo_world(secret_key: str, seed: int = 7, now: float | None = None) -> Worl
             world.add_task(
                 inst.id, names[i % len(names)], status, created, created + 20 + 40 * (i % 3)
             )
-    world.add_task(ids["redis-prod"], "EXTEND", "EXECUTING", now - 3 * 3600)
+    world.add_task(ids["redis-prod"], "EXTEND", "EXECUTING", now - 3 * 3600, user_name="bob")
     world.add_task(None, "dcsExportJob", "SUCCESS", now - 7200, now - 7000, project_id=DEMO_PROJECT)
     world.add_task(
-        ids["events"], "kafkaConfigModify", "EXECUTING", now - 20, plan=[(now + 4, "FAILED")]
+        ids["events"],
+        "kafkaConfigModify",
+        "EXECUTING",
+        now - 20,
+        plan=[(now + 4, "FAILED")],
+        user_name="carol",
+    )
+    # A resize that fails within seconds: the failure context (who, what) of the demo.
+    world.add_task(
+        ids["redis-sessions"],
+        "EXTEND",
+        "EXECUTING",
+        now - 30,
+        plan=[(now + 5, "FAILED")],
+        user_name="alice",
     )
     world.add_task(
         ids["redis-sessions"], "modify", "EXECUTING", now - 5, plan=[(now + 3, "SUCCESS")]

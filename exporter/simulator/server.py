@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from exporter.simulator.auth import AuthFailure, verify
 from exporter.simulator.world import (
+    AUTO,
     Churn,
     Fault,
     Listener,
@@ -618,6 +619,9 @@ def _task_json(t: SimTask) -> dict[str, Any]:
         "status": t.status,
         "created_at": t.created_at,
         "updated_at": t.updated_at,
+        "user_name": t.user_name,
+        "params": t.params,
+        "details": t.details,
     }
 
 
@@ -670,6 +674,9 @@ def admin_call(
             data.get("updated_at"),
             project_id=data.get("project_id"),
             raw=data.get("raw"),
+            user_name=data.get("user_name"),
+            params=data.get("params", AUTO),
+            details=data.get("details", AUTO),
         )
         return _task_json(task)
     if method == "POST" and path.startswith("/_sim/tasks/"):

@@ -8,8 +8,12 @@ is read, so the same seed gives the same tasks whatever the timing of requests.
 
 from __future__ import annotations
 
+import contextlib
+import enum
+import hashlib
 import heapq
 import itertools
+import json
 import random
 import secrets
 import string
@@ -55,6 +59,27 @@ CENTER_ONLY_NAMES = ("dcsExportJob",)
 
 MISSING = object()  # a raw override that removes the field from the answer
 
+
+class Auto(enum.Enum):
+    """`add_task`'s default for a task's context: made up to look like the cloud's."""
+
+    AUTO = enum.auto()
+
+
+AUTO = Auto.AUTO
+
+# Who starts tasks: people, automation and the services' own accounts (as in the examples).
+USERS = {
+    "dcs": ("alice", "bob", "carol", "ops-terraform", "dcs_000_02"),
+    "dms": ("alice", "bob", "carol", "ops-terraform", "paas_dms"),
+}
+# DCS capacities (GB) and the spec codes of each cache mode, smallest first.
+DCS_CAPACITIES = {
+    "single": ("0.125", "0.25", "0.5", "1", "2", "4", "8"),
+    "ha": ("0.125", "0.25", "0.5", "1", "2", "4", "8", "16"),
+    "cluster": ("4", "8", "16", "24", "32", "48", "64"),
+}
+
 Service = Literal["dcs", "kafka", "rabbitmq", "rocketmq"]
 Listener = Literal["dcs", "dms", "iam", "metadata"]
 
@@ -87,6 +112,112 @@ def format_expiry(ts: float) -> str:
 def to_ms(ts: float) -> float:
     """The precision the APIs show: the world keeps times exactly as they go on the wire."""
     return int(ts * 1000) / 1000
+
+
+def user_id_of(user_name: str) -> str:
+    """A stable 32-hex user ID per user name, like IAM's."""
+    return hashlib.sha256(f"user/{user_name}".encode()).hexdigest()[:32]
+
+
+def _spec_code(mode: str, capacity: str) -> str:
+    """Spec codes like the references': `redis.single.xu1.tiny.128`, `redis.ha.xu1.large.r2.2`."""
+    if mode == "cluster":
+        return f"redis.cluster.xu1.large.shard.{capacity}"
+    tiny = capacity in ("0.125", "0.25", "0.5")
+    size = str(int(float(capacity) * 1024)) if tiny else capacity
+    replicas = "" if mode == "single" else "r2."
+    return f"redis.{mode}.xu1.{'tiny' if tiny else 'large'}.{replicas}{size}"
+
+
+def _ip(rng: random.Random) -> str:
+    first = rng.choice((49, 94, 119, 121, 159))
+    return f"{first}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
+
+
+def dcs_details(name: str, mode: str, rng: random.Random) -> dict[str, Any] | None:
+    """A DCS task's `details` as the DetailsBody of the references shows it, or None."""
+    if name == "EXTEND":
+        caps = DCS_CAPACITIES[mode]
+        old = rng.randrange(len(caps) - 1)
+        new = old + 1 if rng.random() < 0.8 or old == 0 else old - 1
+        replicas = 1 if mode == "single" else 2
+        return {
+            "old_cache_mode": mode,
+            "new_cache_mode": mode,
+            "old_capacity": caps[old],
+            "new_capacity": caps[new],
+            "old_resource_spec_code": _spec_code(mode, caps[old]),
+            "new_resource_spec_code": _spec_code(mode, caps[new]),
+            "old_replica_num": replicas,
+            "new_replica_num": replicas,
+            "old_cache_type": mode,
+            "new_cache_type": mode,
+            "is_only_adjust_charging": False,
+        }
+    if name in ("AddReplica", "DelReplica"):
+        n = rng.randint(2, 4)
+        return {
+            "old_replica_num": n,
+            "new_replica_num": n + 1 if name == "AddReplica" else n - 1,
+            "replica_ip": f"192.168.{rng.randint(0, 255)}.{rng.randint(2, 254)}",
+            "replica_az": rng.choice(("az01", "az02", "az03")),
+        }
+    if name == "BindEip":
+        bind: dict[str, Any] = {
+            "enable_public_ip": True,
+            "public_ip_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "public_ip_address": _ip(rng),
+        }
+        if rng.random() < 0.3:
+            bind["enable_ssl"] = True  # given "only when SSL is enabled"
+        return bind
+    if name == "UnBindEip":
+        return {"enable_public_ip": False}
+    if name == "UpdatePort":
+        return {"old_port": 6379, "new_port": 6380}
+    return None
+
+
+def dms_params(name: str, rng: random.Random) -> str | None:
+    """A DMS task's `params`: a JSON document inside a string, as in the references."""
+    doc: dict[str, Any]
+    if name == "modifyAutoTopic":
+        old = rng.random() < 0.5
+        doc = {"old_auto_status": old, "new_auto_status": not old}
+    elif name == "changeRetentionPolicy":
+        policies = ["time_base", "produce_reject"]
+        rng.shuffle(policies)
+        doc = {"new_retention_policy": policies[0], "origin_retention_policy": policies[1]}
+    elif name == "bindInstancePublicIp":
+        doc = {
+            "public_ip_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "public_ip_address": _ip(rng),
+            "enable_public_ip": True,
+        }
+    elif name == "unbindInstancePublicIp":
+        doc = {"enable_public_ip": False}
+    elif name == "kafkaConfigModify":
+        # Config names and values are the user's (some hold credentials): summaries skip them.
+        hours = rng.choice((24, 72, 168))
+        doc = {"kafka_configs": [{"name": "log.retention.hours", "value": str(hours)}]}
+    elif name == "kafkaResetConsumerOffset":
+        doc = {"group": "order-consumers", "topic": "orders", "partition": -1, "message_offset": 0}
+    else:
+        return None
+    return json.dumps(doc, separators=(",", ":"))
+
+
+def center_details(details: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The task center's `details`: its example gives capacities as numbers."""
+    if details is None:
+        return None
+    shown = dict(details)
+    for key in ("old_capacity", "new_capacity"):
+        value = shown.get(key)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):  # a test's odd value is kept as given
+                shown[key] = float(value)
+    return shown
 
 
 def format_ts(ts: float) -> str:
@@ -144,17 +275,19 @@ class SimTask:
     job_id: str = ""
     error_code: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    user_name: str = "sim_user"
+    user_id: str = "d53977d1adfb49c5b025ba7d33a13fd7"
 
     def view(self, center: bool = False) -> dict[str, Any]:
         """The task as the API shows it: DCS or DMS fields, or the task center's."""
         body: dict[str, Any] = {
             "id": self.id,
             "name": CENTER_NAMES.get(self.name, self.name) if center else self.name,
-            "user_name": "sim_user",
-            "user_id": "d53977d1adfb49c5b025ba7d33a13fd7",
+            "user_name": self.user_name,
+            "user_id": self.user_id,
         }
         if self.service == "dcs":
-            body["details"] = self.details
+            body["details"] = center_details(self.details) if center else self.details
             body["enable_show"] = self.details is not None
         if self.params is not None:
             body["params"] = self.params
@@ -431,8 +564,16 @@ class World:
         raw: dict[str, Any] | None = None,
         task_id: str | None = None,
         plan: Iterable[tuple[float, str]] = (),
+        user_name: str | None = None,
+        params: str | dict[str, Any] | Auto | None = AUTO,
+        details: dict[str, Any] | Auto | None = AUTO,
     ) -> SimTask:
-        """A task on an instance, or (instance_id None) a job only the task center lists."""
+        """A task on an instance, or (instance_id None) a job only the task center lists.
+
+        Who started it and what it changes are made up from the task's name (deterministic
+        per world seed and task ID) unless given: `params` as an object is sent as the APIs
+        send it, JSON inside a string, so a test can put anything there (a password too).
+        """
         with self.lock:
             now = self.clock()
             if instance_id is not None:
@@ -453,17 +594,30 @@ class World:
                 job_id=self.new_id(),
                 raw=dict(raw or {}),
             )
+            rng = random.Random(f"{self.seed}/context/{task.id}")
+            users = USERS[listener_of(service)]
+            task.user_name = rng.choice(users) if user_name is None else user_name
+            task.user_id = user_id_of(task.user_name)
             if service == "dcs":
-                task.details = (
-                    {"old_port": 6379, "new_port": 6380} if name == "UpdatePort" else None
-                )
+                mode = self.cache_mode(instance_id)
+                task.details = dcs_details(name, mode, rng) if details is AUTO else details
                 task.error_code = "111400063" if status == "FAILED" else None
+            if params is AUTO:
+                task.params = None if service == "dcs" else dms_params(name, rng)
+            elif isinstance(params, dict):
+                task.params = json.dumps(params)
             else:
-                task.params = '{"enable_public_ip":true}'
+                task.params = params
             self.tasks[task.id] = task
             for when, next_status in plan:
                 heapq.heappush(self._plans, (when, next(self._seq), task.id, next_status))
             return task
+
+    def cache_mode(self, instance_id: str | None) -> str:
+        """A DCS instance's cache mode, fixed per instance (the task center's jobs: single)."""
+        if instance_id is None:
+            return "single"
+        return random.Random(f"{self.seed}/mode/{instance_id}").choice(tuple(DCS_CAPACITIES))
 
     def set_status(self, task_id: str, status: str, at: float | None = None) -> SimTask:
         with self.lock:
