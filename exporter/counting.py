@@ -232,6 +232,10 @@ class TaskSummary:
     last_status: tuple[tuple[str, str], ...] = ()
     last_finished: tuple[tuple[str, float | None, float], ...] = ()
     oldest_unfinished: tuple[tuple[str, float], ...] = ()
+    # (task_name, task_id, user_name, change, finished_at): the newest FAILED task per name
+    last_failure: tuple[tuple[str, str, str, str, float], ...] = ()
+    # (task_name, task_id, user_name, change): the task behind `oldest_unfinished`, per name
+    oldest_unfinished_info: tuple[tuple[str, str, str, str], ...] = ()
     names: tuple[str, ...] = ()  # task names seen within the window
     zero_statuses: tuple[str, ...] = ()  # statuses whose series start at 0 for those names
 
