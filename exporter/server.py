@@ -104,7 +104,8 @@ class App:
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}}
 th{{background:#f4f4f4}}small{{color:#666}}p.note{{color:#555}}
 tr.ok td:nth-child(6){{color:#080}}tr.fail td:nth-child(6){{color:#b00}}
-#failures td:first-child{{color:#b00}}</style></head>
+td.when{{white-space:nowrap}}td.change{{min-width:12em}}#failures td.when{{color:#b00}}
+</style></head>
 <body><h1>Huawei Cloud task exporter</h1>
 <p>Version {_e(__version__)}.
 <a href="/metrics">Metrics</a> &middot; <a href="/healthz">Health</a> &middot;
@@ -159,12 +160,11 @@ def _target_row(ts: TargetSnapshot, now: float) -> str:
 
 
 def _task_list(t: Target) -> str:
-    """A task list in one cell: service and instance, then region, project and ID."""
-    where = t.instance_id or "(task center)"
-    return (
-        f"{_e(t.service)} {_e(t.instance_name or where)}"
-        f"<br><small>{_e(t.region)} &middot; {_e(t.project_id)} &middot; {_e(where)}</small>"
-    )
+    """A task list in one cell: service and instance name, then region and instance ID (the
+    project for the task center, which has one list per project)."""
+    name = t.instance_name or t.instance_id or "(task center)"
+    where = t.instance_id or f"project {t.project_id}"
+    return f"{_e(t.service)} {_e(name)}<br><small>{_e(t.region)} &middot; {_e(where)}</small>"
 
 
 def _when(ts: float | None, now: float) -> str:
@@ -201,8 +201,9 @@ def _task_table(
     if not shown:
         return head + f"<p id='{table_id}'>None.</p>"
     body = "".join(
-        f"<tr><td>{_when(at, now)}</td><td>{_task_list(t)}</td><td>{_e(name)}</td>"
-        f"<td><code>{_e(task_id)}</code></td><td>{_e(user)}</td><td>{_e(change)}</td></tr>"
+        f"<tr><td class='when'>{_when(at, now)}</td><td>{_task_list(t)}</td><td>{_e(name)}</td>"
+        f"<td><code>{_e(task_id)}</code></td><td>{_e(user)}</td>"
+        f"<td class='change'>{_e(change)}</td></tr>"
         for at, t, name, task_id, user, change in shown
     )
     return (

@@ -167,8 +167,8 @@ def test_failures_and_running_tasks_listed_newest_first_with_context(
         ["EXTEND", "t-extend", "alice", "capacity 0.125 -> 0.25"],
         ["dcsExportJob", "t-export", "frank", ""],
     ]
-    assert failures[1][1] == f"dcs redis-prod | eu-de · {PROJECT} · i-redis"
-    assert failures[4][1] == f"dcs (task center) | eu-de · {PROJECT} · (task center)"
+    assert failures[1][1] == "dcs redis-prod | eu-de · i-redis"
+    assert failures[4][1] == f"dcs (task center) | eu-de · project {PROJECT}"
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(now - 60))
     assert failures[1][0] == f"{stamp} | 1m ago"
     assert failures[4][0].endswith(" | 2h ago")
@@ -177,14 +177,14 @@ def test_failures_and_running_tasks_listed_newest_first_with_context(
     assert running[0][0] == "started"
     assert [row[1:] for row in running[1:]] == [
         [
-            f"kafka kafka-prod | eu-de · {PROJECT} · i-kafka",
+            "kafka kafka-prod | eu-de · i-kafka",
             "modifyAutoTopic",
             "t-topic",
             "erin",
             "",
         ],
         [
-            f"dcs redis-prod | eu-de · {PROJECT} · i-redis",
+            "dcs redis-prod | eu-de · i-redis",
             "AddReplica",
             "t-replica",
             "carol",
