@@ -47,6 +47,12 @@ INCREASE_1H = "huaweicloud_task:finished:increase1h"
 UNFINISHED_AGE = "huaweicloud_task:unfinished_age_seconds"
 # Matches HuaweiCloudTaskStuck's default threshold (huaweicloud-task.stuck-thresholds.yml).
 STUCK_DEFAULT_SECONDS = 1800
+# The labels of one task name on one task list: what the info series are unique by.
+TASK_LIST_NAME = "cloud_service, region, project_id, instance_id, task_name"
+# The context labels of the info series, and the series themselves.
+CONTEXT = "task_id, user_name, change"
+LAST_FAILURE_INFO = "huaweicloud_task_last_failure_info"
+OLDEST_UNFINISHED_INFO = "huaweicloud_task_oldest_unfinished_info"
 
 STATUS_COLORS = {
     "SUCCESS": "green",
@@ -425,8 +431,35 @@ def variables(*, with_instance: bool) -> list[Json]:
     return result
 
 
+def failure_context(selector: str) -> str:
+    """One series per task list and task name: a `context` label saying which task failed.
+
+    Grafana prints a missing or empty label as its own name, so the text is built here, each
+    part only when its label is not empty: "task <id>, started by <user>, <change>". Replicas
+    that briefly disagree are cut to one series, which a group_left join requires.
+    """
+    info = f"max by ({TASK_LIST_NAME}, {CONTEXT}) ({LAST_FAILURE_INFO}{{{selector}}})"
+    parts = f'label_replace({info}, "context_id", "task $1", "task_id", "(.+)")'
+    parts = f'label_replace({parts}, "context_user", ", started by $1", "user_name", "(.+)")'
+    parts = f'label_replace({parts}, "context_change", ", $1", "change", "(.+)")'
+    joined = f'label_join({parts}, "context", "", "context_id", "context_user", "context_change")'
+    return f"topk by ({TASK_LIST_NAME}) (1, {joined})"
+
+
+def failed_annotation_expr(selector: str) -> str:
+    """Failed tasks with their context; without an info series (an older exporter, a DELETED
+    task, which the info series never holds) the marker still shows, saying so."""
+    failed = f'{INCREASE_10M}{{status="FAILED", {selector}}} > 0'
+    every = f"{INCREASE_10M}{{{FAILED}, {selector}}} > 0"
+    return (
+        f"({failed}) * on ({TASK_LIST_NAME}) group_left (context) {failure_context(selector)}"
+        f" or on ({TASK_LIST_NAME}, status) "
+        f'label_replace({every}, "context", "no task details", "", "")'
+    )
+
+
 def annotation_list(selector: str) -> Json:
-    """Grafana's own annotations, plus a marker at each failed task."""
+    """Grafana's own annotations, plus a marker at each failed task, saying which task it was."""
     return {
         "list": [
             {
@@ -441,13 +474,13 @@ def annotation_list(selector: str) -> Json:
             {
                 "datasource": DATASOURCE,
                 "enable": True,
-                "expr": f"{INCREASE_10M}{{{FAILED}, {selector}}} > 0",
+                "expr": failed_annotation_expr(selector),
                 "hide": False,
                 "iconColor": "red",
                 "name": "Failed tasks",
                 "step": "1m",
                 "tagKeys": "cloud_service,region,status",
-                "textFormat": "{{instance_name}} {{instance_id}}",
+                "textFormat": "{{instance_name}} {{instance_id}}: {{context}}",
                 "titleFormat": "{{task_name}} {{status}}",
                 "useValueForTime": False,
             },
@@ -926,6 +959,64 @@ def overview() -> Json:
 # -- one instance ----------------------------------------------------------------------------
 
 
+def recent_tasks_table() -> Json:
+    """Per task name, the last failure and the oldest unfinished task: which, who, what."""
+    by_task = f"max by (task_name, {CONTEXT})"
+
+    def rows(info: str, state: str) -> str:
+        return f'label_replace({by_task} ({info}{{{INSTANCE}}}), "state", "{state}", "", "")'
+
+    def times(metric: str) -> str:
+        return f"on (task_name) group_left () max by (task_name) ({metric}{{{INSTANCE}}})"
+
+    failed = rows(LAST_FAILURE_INFO, "failed")
+    running = rows(OLDEST_UNFINISHED_INFO, "running")
+    return table(
+        "Last failure and oldest running task per task name",
+        "For each task name: the most recent task that ended FAILED, and the oldest task still "
+        "CREATED, WAITING or EXECUTING, with its task ID, the user who started it and what it "
+        "changes (from the task's details or params). Finished at is when the last task of "
+        "that name finished: the failure's own time unless a later task of the name has "
+        "finished since (Last duration and finish time per task name). Needs an exporter that "
+        "exposes huaweicloud_task_last_failure_info and huaweicloud_task_oldest_unfinished_info.",
+        [
+            target(
+                f"{failed} * {times('huaweicloud_task_last_finished_timestamp_seconds')} * 1000",
+                ref="A",
+                table=True,
+            ),
+            target(
+                f"{running} * "
+                f"{times('huaweicloud_task_oldest_unfinished_start_timestamp_seconds')} * 1000",
+                ref="B",
+                table=True,
+            ),
+            target(f"{running} * {times(UNFINISHED_AGE)}", ref="C", table=True),
+        ],
+        rename={
+            "state": "State",
+            "task_name": "Task",
+            "task_id": "Task ID",
+            "user_name": "Started by",
+            "change": "Change",
+            "Value #A": "Finished at",
+            "Value #B": "Started at",
+            "Value #C": "Running for",
+        },
+        sort_by=("State", False),
+        overrides=[
+            override(
+                "State",
+                mappings=value_mapping({"failed": ("", "red"), "running": ("", "blue")}),
+                custom__cellOptions={"type": "color-text"},
+            ),
+            override("Finished at", unit="dateTimeAsIso"),
+            override("Started at", unit="dateTimeAsIso"),
+            override("Running for", unit="s"),
+        ],
+    )
+
+
 def instance() -> Json:
     """One instance's task list: what runs, what failed, how long its tasks take."""
     grid = Grid()
@@ -1024,6 +1115,7 @@ def instance() -> Json:
         12,
         9,
     )
+    grid.add(recent_tasks_table(), 24, 8)
     grid.add(
         table(
             "Last duration and finish time per task name",

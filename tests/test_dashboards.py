@@ -109,6 +109,7 @@ REQUIRED_TITLES = {
         "Failed (24h)",
         "Tasks by name and status (lookback window)",
         "Last status per task name",
+        "Last failure and oldest running task per task name",
         "Last duration and finish time per task name",
         "Failed tasks per hour by task name",
         "Finished tasks per hour by status",
@@ -342,6 +343,7 @@ def test_variables_and_annotations(name: str) -> None:
     assert "{{status}}" in failed[0]["titleFormat"]
     assert "{{instance_name}}" in failed[0]["textFormat"]
     assert "{{instance_id}}" in failed[0]["textFormat"]
+    assert "{{context}}" in failed[0]["textFormat"]  # which task, who, what (always set)
 
     other = ({"huaweicloud-task-overview", "huaweicloud-task-instance"} - {board["uid"]}).pop()
     assert any(link.get("url", "").endswith(f"/d/{other}") for link in board["links"])
@@ -356,7 +358,7 @@ def test_queries_use_only_known_variables() -> None:
         assert used <= allowed, (name, where, used - allowed)
         if where.startswith("variable"):
             continue
-        assert "$" not in substitute(expr, SAMPLE_VALUES), (name, where)
+        assert not re.search(r"\$(?!\d)", substitute(expr, SAMPLE_VALUES)), (name, where)
         if "$__rate_interval" in expr:
             assert "huaweicloud_task_api_" in expr, (name, where, "tasks are rare events")
 
@@ -389,7 +391,10 @@ def test_selectors_filter_by_the_variables(name: str) -> None:
             raw_task_family = metric.startswith("huaweicloud_task_") and "task_name" in labels.get(
                 metric, set()
             )
-            if "overview" in name and raw_task_family:
+            # Info series are only joined onto deduplicated recorded series, on instance_id:
+            # the task center's context goes with the task center's failures, never counted.
+            joined_info = metric.endswith("_info") and "group_left (context)" in expr
+            if "overview" in name and raw_task_family and not joined_info:
                 # The DCS task center repeats DCS instance tasks: read one view only.
                 assert 'instance_id!=""' in matchers or 'source="instance"' in matchers, (
                     where,
@@ -516,3 +521,178 @@ def test_required_panels(name: str) -> None:
     titles = {p["title"] for p in all_panels(committed()[name])}
     missing = REQUIRED_TITLES[name] - titles
     assert not missing, missing
+
+
+# -- 5. the failure context, evaluated -------------------------------------------------------
+
+_SCRAPE = 'instance="{replica}:10418",job="huaweicloud-task-exporter"'
+_TARGET = 'cloud_service="{svc}",region="ap-southeast-1",project_id="p1",instance_id="{iid}"'
+
+
+def _series(metric: str, labels: str, values: str, replica: str = "a") -> dict[str, str]:
+    return {"series": f"{metric}{{{labels},{_SCRAPE.format(replica=replica)}}}", "values": values}
+
+
+def _promtool_expr_test(tmp_path: Path, series: list[dict[str, str]], tests: list[Any]) -> None:
+    """Evaluate dashboard queries over input series with the shipped rules (promtool)."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not on PATH: run ./scripts/test, which installs it"
+    doc = {
+        "rule_files": [str(p) for p in sorted(RULES_DIR.glob("*.yml"))],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": tests}],
+    }
+    path = tmp_path / "dashboard.test.yml"
+    path.write_text(yaml.safe_dump(doc))
+    run = subprocess.run(
+        [promtool, "test", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def _board_query(board: str, where: str, values: dict[str, str]) -> list[str]:
+    found = [e for w, e in panel_queries(committed()[board]) if w == where]
+    assert found, (board, where)
+    return [substitute(e, values) for e in found]
+
+
+def test_failed_annotation_says_which_task(tmp_path: Path) -> None:
+    """Each failure marker carries a `context`: from the info series where there is one (two
+    replicas disagreeing for a moment still give one marker), and a plain "no task details"
+    where there is none (an older exporter) or the failure is DELETED (never in that series)."""
+
+    def target(svc: str, iid: str, name: str) -> str:
+        return _TARGET.format(svc=svc, iid=iid) + f',instance_name="n-{iid}",task_name="{name}"'
+
+    finished = "huaweicloud_task_finished_total"
+    info = "huaweicloud_task_last_failure_info"
+    series = [
+        _series(finished, target("dcs", "r1", "EXTEND") + ',status="FAILED"', "1x20 2x20"),
+        _series(
+            info,
+            target("dcs", "r1", "EXTEND")
+            + ',task_id="t-1",user_name="alice",change="capacity 0.125 -> 0.25"',
+            "1x40",
+        ),
+        # A second replica still exposing the older failure: one marker all the same.
+        _series(finished, target("dcs", "r1", "EXTEND") + ',status="FAILED"', "1x20 2x20", "b"),
+        _series(info, target("dcs", "r1", "EXTEND") + ',task_id="t-0",user_name=""', "1x40", "b"),
+        _series(finished, target("kafka", "k1", "modify") + ',status="FAILED"', "1x20 2x20"),
+        _series(finished, target("rocketmq", "m1", "unbind") + ',status="DELETED"', "1x20 2x20"),
+        _series(info, target("rocketmq", "m1", "unbind") + ',task_id="old",user_name="x"', "1x40"),
+        _series(finished, target("dcs", "r2", "AddReplica") + ',status="FAILED"', "1x20 2x20"),
+        _series(info, target("dcs", "r2", "AddReplica") + ',task_id="t-2",user_name="bob"', "1x40"),
+        # Context without a failure in the window: no marker.
+        _series(info, target("kafka", "k2", "modify") + ',task_id="t-9",user_name="c"', "1x40"),
+    ]
+
+    def marker(svc: str, iid: str, name: str, status: str, context: str) -> dict[str, Any]:
+        labels = target(svc, iid, name) + f',status="{status}",context="{context}"'
+        return {"labels": f"{{{labels}}}", "value": 1}
+
+    values = {"region": ".*", "project": ".*", "service": ".*"}
+    (overview,) = _board_query("huaweicloud-task-overview.json", "annotation: Failed tasks", values)
+    (instance,) = _board_query(
+        "huaweicloud-task-instance.json", "annotation: Failed tasks", {**values, "instance": "r1"}
+    )
+    either = " or ".join(
+        f'label_replace(vector(1), "context", "{c}", "", "")'
+        for c in ("task t-1, started by alice, capacity 0.125 -> 0.25", "task t-0")
+    )
+    _promtool_expr_test(
+        tmp_path,
+        series,
+        [
+            {
+                "expr": f"count(({overview}) > bool 0)",
+                "eval_time": "25m",
+                "exp_samples": [{"labels": "{}", "value": 4}],
+            },
+            {
+                "expr": f'({overview}) > bool 0 unless on (task_name) {{task_name="EXTEND"}}',
+                "eval_time": "25m",
+                "exp_samples": [
+                    marker("dcs", "r2", "AddReplica", "FAILED", "task t-2, started by bob"),
+                    marker("kafka", "k1", "modify", "FAILED", "no task details"),
+                    marker("rocketmq", "m1", "unbind", "DELETED", "no task details"),
+                ],
+            },
+            # Two replicas disagreeing: one marker, with one of their contexts.
+            {
+                "expr": f"count({instance})",
+                "eval_time": "25m",
+                "exp_samples": [{"labels": "{}", "value": 1}],
+            },
+            {
+                "expr": f"({instance}) unless on (context) ({either})",
+                "eval_time": "25m",
+                "exp_samples": [],
+            },
+            {"expr": f"{overview}", "eval_time": "35m", "exp_samples": []},
+        ],
+    )
+
+
+def test_recent_tasks_table_shows_who_changed_what_and_when(tmp_path: Path) -> None:
+    """The instance's last failure and oldest running task per name, with their times."""
+    labels = _TARGET.format(svc="dcs", iid="r1") + ',instance_name="redis-prod"'
+    series = [
+        _series(
+            "huaweicloud_task_last_failure_info",
+            labels + ',task_name="EXTEND",task_id="t-1",user_name="alice",change="capacity 1 -> 2"',
+            "1x10",
+        ),
+        _series(
+            "huaweicloud_task_last_finished_timestamp_seconds",
+            labels + ',task_name="EXTEND"',
+            "120x10",
+        ),
+        _series(
+            "huaweicloud_task_oldest_unfinished_info",
+            labels + ',task_name="AddReplica",task_id="t-2",user_name="bob",change=""',
+            "1x10",
+        ),
+        _series(
+            "huaweicloud_task_oldest_unfinished_start_timestamp_seconds",
+            labels + ',task_name="AddReplica"',
+            "60x10",
+        ),
+        # Another instance's tasks stay out.
+        _series(
+            "huaweicloud_task_oldest_unfinished_info",
+            _TARGET.format(svc="dcs", iid="r9") + ',task_name="AddReplica",task_id="t-3"',
+            "1x10",
+        ),
+    ]
+    values = {"region": ".*", "project": ".*", "service": ".*", "instance": "r1"}
+    failed, started, running_for = _board_query(
+        "huaweicloud-task-instance.json",
+        "Last failure and oldest running task per task name",
+        values,
+    )
+    failure = (
+        '{change="capacity 1 -> 2",state="failed",task_id="t-1",task_name="EXTEND",'
+        'user_name="alice"}'
+    )
+    running = '{state="running",task_id="t-2",task_name="AddReplica",user_name="bob"}'
+    _promtool_expr_test(
+        tmp_path,
+        series,
+        [
+            {
+                "expr": failed,
+                "eval_time": "5m",
+                "exp_samples": [{"labels": failure, "value": 120000}],
+            },
+            {
+                "expr": started,
+                "eval_time": "5m",
+                "exp_samples": [{"labels": running, "value": 60000}],
+            },
+            {
+                "expr": running_for,
+                "eval_time": "5m",
+                "exp_samples": [{"labels": running, "value": 240}],
+            },
+        ],
+    )

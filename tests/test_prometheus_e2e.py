@@ -1,13 +1,16 @@
 """End to end: a real Prometheus with the shipped rules scrapes the exporter polling the simulator.
 
 The simulator fails a task and leaves another one stuck; Prometheus's HTTP API must show the
-failed-task and stuck-task alerts firing with the right labels, and every query of every
-dashboard panel must parse and return data.
+failed-task and stuck-task alerts firing with the right labels and, in the annotations
+Prometheus itself renders, the task's context (ID, user, change) read from the exporter's info
+series, and no secret of the task's params; every query of every dashboard panel must parse
+and return data.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -39,6 +42,8 @@ Start = Callable[..., ExporterProcess]
 RULES = ROOT / "deploy" / "prometheus" / "rules"
 DASHBOARDS = ROOT / "grafana" / "dashboards"
 STUCK_THRESHOLD = 20  # seconds, for EXTEND in this test (the shipped threshold is 2h)
+# Placed in a failing task's params: it must appear in no alert Prometheus renders.
+SECRET = "Pa55-w0rd-e2e-7f3a"
 
 
 def _free_port() -> int:
@@ -114,11 +119,13 @@ class Prometheus:
         return self.api("query", query=expr)  # type: ignore[no-any-return]
 
     def firing(self, alertname: str) -> list[dict[str, str]]:
+        return [a["labels"] for a in self.firing_alerts(alertname)]
+
+    def firing_alerts(self, alertname: str) -> list[dict[str, Any]]:
+        """The firing alerts of that name, labels and annotations as Prometheus renders them."""
         alerts = self.api("alerts")["data"]["alerts"]
         return [
-            a["labels"]
-            for a in alerts
-            if a["labels"]["alertname"] == alertname and a["state"] == "firing"
+            a for a in alerts if a["labels"]["alertname"] == alertname and a["state"] == "firing"
         ]
 
     def stop(self) -> None:
@@ -172,8 +179,33 @@ def test_alerts_fire_and_every_dashboard_query_returns_data(
         for i in range(3):
             name = "modify" if inst.service == "dcs" else "bindInstancePublicIp"
             w.add_task(inst.id, name, "SUCCESS", now - 3000 + i * 60, now - 2900 + i * 60)
-    w.add_task(redis.id, "EXTEND", "EXECUTING", now - 5)  # stuck: threshold 20s in this test
-    failing = w.add_task(kafka.id, "kafkaConfigModify", "EXECUTING", now - 3)
+    # Stuck (threshold 20s in this test), and a resize that will fail, both with their context.
+    stuck_task = w.add_task(
+        redis.id,
+        "EXTEND",
+        "EXECUTING",
+        now - 5,
+        user_name="bob",
+        details={
+            "old_resource_spec_code": "redis.single.xu1.tiny.125",
+            "new_resource_spec_code": "redis.single.xu1.tiny.256",
+        },
+    )
+    resize = w.add_task(
+        redis.id,
+        "EXTEND",
+        "EXECUTING",
+        now - 3,
+        user_name="alice",
+        details={"old_capacity": 0.125, "new_capacity": 0.25},
+    )
+    failing = w.add_task(
+        kafka.id,
+        "kafkaConfigModify",
+        "EXECUTING",
+        now - 3,
+        params={"password": SECRET, "new_password": SECRET},
+    )
     passing = w.add_task(kafka.id, "modifyAutoTopic", "EXECUTING", now - 3)
     w.add_task(kafka.id, "changeRetentionPolicy", "EXECUTING", now - 2)  # still running
     doc = config_doc(
@@ -194,12 +226,26 @@ def test_alerts_fire_and_every_dashboard_query_returns_data(
     time.sleep(3)  # a few scrapes with the tasks still running
 
     w.set_status(failing.id, "FAILED")
+    w.set_status(resize.id, "FAILED")
     w.set_status(passing.id, "SUCCESS")
     w.add_fault(Fault("throttle", instance_id=mq.id, remaining=1, retry_after=0.2))
 
-    _wait(lambda: bool(prom.firing("HuaweiCloudTaskFailed")), 40, "the failed-task alert")
-    failed = prom.firing("HuaweiCloudTaskFailed")
-    assert failed == [
+    _wait(lambda: len(prom.firing("HuaweiCloudTaskFailed")) == 2, 40, "the failed-task alerts")
+    failed = sorted(
+        prom.firing_alerts("HuaweiCloudTaskFailed"), key=lambda a: a["labels"]["cloud_service"]
+    )
+    assert [a["labels"] for a in failed] == [
+        {
+            "alertname": "HuaweiCloudTaskFailed",
+            "severity": "warning",
+            "cloud_service": "dcs",
+            "region": REGION,
+            "project_id": PROJECT,
+            "instance_id": redis.id,
+            "instance_name": "redis-prod",
+            "task_name": "EXTEND",
+            "status": "FAILED",
+        },
         {
             "alertname": "HuaweiCloudTaskFailed",
             "severity": "warning",
@@ -210,8 +256,19 @@ def test_alerts_fire_and_every_dashboard_query_returns_data(
             "instance_name": "events",
             "task_name": "kafkaConfigModify",
             "status": "FAILED",
-        }
+        },
     ]
+    # The context, rendered by Prometheus from the exporter's huaweicloud_task_last_failure_info.
+    assert failed[0]["annotations"]["summary"] == (
+        f"EXTEND failed on redis-prod (dcs, {REGION}): task {resize.id}, started by alice, "
+        "capacity 0.125 -> 0.25"
+    )
+    assert failed[0]["annotations"]["description"].endswith(
+        f" The latest: task {resize.id}, started by alice, capacity 0.125 -> 0.25."
+    )
+    assert failed[1]["annotations"]["summary"].startswith(
+        f"kafkaConfigModify failed on events (kafka, {REGION}): task {failing.id}"
+    )
     _wait(lambda: bool(prom.firing("HuaweiCloudTaskStuck")), 40, "the stuck-task alert")
     stuck = prom.firing("HuaweiCloudTaskStuck")
     # Once, for the instance: the task center's copy of the same task does not page again.
@@ -227,6 +284,13 @@ def test_alerts_fire_and_every_dashboard_query_returns_data(
             "task_name": "EXTEND",
         }
     ]
+    (stuck_alert,) = prom.firing_alerts("HuaweiCloudTaskStuck")
+    assert stuck_alert["annotations"]["summary"] == (
+        f"EXTEND stuck on redis-prod (dcs, {REGION}): task {stuck_task.id}, started by bob, "
+        "spec redis.single.xu1.tiny.125 -> redis.single.xu1.tiny.256"
+    )
+    # The params' password reached no rendered annotation.
+    assert SECRET not in json.dumps(prom.api("alerts"))
     assert prom.firing("HuaweiCloudTaskTargetDown") == []
     assert prom.firing("HuaweiCloudTaskExporterDown") == []
     assert prom.firing("HuaweiCloudTaskExporterAbsent") == []
@@ -238,7 +302,8 @@ def test_alerts_fire_and_every_dashboard_query_returns_data(
     for path in dashboards:
         for title, expr in panel_queries(json.loads(path.read_text())):
             query = substitute(expr, values)
-            assert "$" not in query, (path.name, title, query)
+            # Every Grafana variable filled in (label_replace()'s $1 is none).
+            assert not re.search(r"\$(?!\d)", query), (path.name, title, query)
             answer = prom.query(query)
             checked += 1
             if answer.get("status") != "success":

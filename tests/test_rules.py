@@ -104,3 +104,24 @@ def test_task_alerts_name_instance_task_and_status() -> None:
         "CREATED, WAITING or EXECUTING"
         in by_name["HuaweiCloudTaskStuck"]["annotations"]["description"]
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "info"),
+    [
+        ("HuaweiCloudTaskFailed", "huaweicloud_task_last_failure_info"),
+        ("HuaweiCloudTaskStuck", "huaweicloud_task_oldest_unfinished_info"),
+    ],
+)
+def test_task_alerts_read_their_context_only_in_annotations(name: str, info: str) -> None:
+    """The info series may be missing (an older exporter): the firing must not depend on it."""
+    alert = {a["alert"]: a for a in alerts()}[name]
+    assert "_info" not in alert["expr"]
+    assert set(alert["labels"]) == {"severity"}
+    for key in ("summary", "description"):
+        text = alert["annotations"][key]
+        assert f"{info}{{" in text, (name, key)
+        # The lookup names the alert's task list and task name, each label quoted by %q.
+        for label in ("cloud_service", "region", "project_id", "instance_id", "task_name"):
+            assert f"{label}=%q" in text, (name, key, label)
+            assert f"$labels.{label}" in text, (name, key, label)
