@@ -162,6 +162,7 @@ class Row:
     series: int
     mib: float
     rss_mib: float
+    rss_polling_mib: float
     rss_peak_mib: float
     all_up: bool
     skipped: float
@@ -266,6 +267,7 @@ def _daemon(
         r0, c0, t0 = requests(), _proc_cpu(proc.pid), time.monotonic()
         time.sleep(args.window)
         r1, c1, t1 = requests(), _proc_cpu(proc.pid), time.monotonic()
+        rss_polling, _ = _rss_mib(proc.pid)
         polls = r1 - r0
         # Scrapes back to back.
         plain: list[float] = []
@@ -310,6 +312,7 @@ def _daemon(
             series=len(samples),
             mib=len(body) / 2**20,
             rss_mib=rss,
+            rss_polling_mib=rss_polling,
             rss_peak_mib=peak,
             all_up=len(ups) == size and all(v == 1 for v in ups),
             skipped=skipped,
@@ -346,6 +349,7 @@ def main() -> int:
         "task lists",
         "--once first s",
         "--once quiet s",
+        "--once quiet CPU s",
         "bound s",
         "quiet/bound",
         "CPU ms/quiet poll",
@@ -359,7 +363,8 @@ def main() -> int:
         "CPU ms/scrape",
         "series",
         "MiB",
-        "RSS MiB",
+        "RSS polling MiB",
+        "RSS after scrapes MiB",
         "RSS peak MiB",
         "all up",
         "skipped",
@@ -373,6 +378,7 @@ def main() -> int:
                 r.size,
                 f"{r.once_first_s:.1f}",
                 f"{r.once_quiet_s:.1f}",
+                f"{r.once_quiet_cpu_s:.1f}",
                 f"{r.bound_s:.2f}",
                 f"{r.once_quiet_s / r.bound_s:.1f}",
                 f"{r.cpu_ms_per_poll:.2f}",
@@ -386,6 +392,7 @@ def main() -> int:
                 f"{r.cpu_ms_per_scrape:.0f}",
                 r.series,
                 f"{r.mib:.1f}",
+                f"{r.rss_polling_mib:.0f}",
                 f"{r.rss_mib:.0f}",
                 f"{r.rss_peak_mib:.0f}",
                 "yes" if r.all_up else "NO",

@@ -92,6 +92,7 @@ class Exporter:
             max_keepalive_connections=settings.max_concurrency,
         )
         context = self._ssl_context()
+        transport = self._transport(context)
         async with (
             httpx.AsyncClient(
                 limits=limits,
@@ -100,7 +101,7 @@ class Exporter:
                 verify=context,
                 proxy=settings.proxy,
                 timeout=settings.timeout,
-                transport=self._transport(context),
+                transport=transport,
             ) as http,
             # The metadata service is link-local: never through a proxy.
             httpx.AsyncClient(
@@ -109,7 +110,7 @@ class Exporter:
                 transport=LeanTransport(context, max_idle_per_origin=2),
             ) as metadata_http,
         ):
-            client = CloudClient(http, settings, self.metrics)
+            client = CloudClient(http, settings, self.metrics, direct=transport)
             providers = ProviderCache(
                 http, metadata_http, metrics=self.metrics, timeout=settings.timeout
             )

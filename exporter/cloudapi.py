@@ -175,8 +175,12 @@ class CloudClient:
         metrics: SelfMetrics,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        direct: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.http = http
+        # `http`'s own transport, to send the task-list requests to without the client's
+        # per-request machinery (exporter.replies); None: through the client (a proxy).
+        self.direct = direct
         self.settings = settings
         self.metrics = metrics
         self.limiters = HostLimiters(settings.requests_per_second, settings.burst)
@@ -231,6 +235,7 @@ class CloudClient:
                     self.http,
                     "GET",
                     url,
+                    direct=self.direct,
                     params=params,
                     auth=auth,
                     timeout=self.settings.timeout,

@@ -85,43 +85,81 @@ def _size(n: int) -> str:
 
 
 async def _read(
-    http: httpx.AsyncClient, method: str, url: httpx.URL | str, max_bytes: int, kwargs: Any
+    http: httpx.AsyncClient,
+    method: str,
+    url: httpx.URL | str,
+    max_bytes: int,
+    kwargs: Any,
+    direct: httpx.AsyncBaseTransport | None,
 ) -> Reply:
     headers = {"Accept-Encoding": ACCEPT_ENCODING, **kwargs.pop("headers", {})}
+    if direct is not None:
+        return await _read_direct(http, direct, method, url, headers, max_bytes, kwargs)
     async with http.stream(method, url, headers=headers, **kwargs) as response:
-        decoder = _decoder(response.headers.get("Content-Encoding", ""))
-        chunks: list[bytes] = []
-        size = 0
+        return await _decoded(response, response.aiter_raw(), max_bytes)
 
-        def add(data: bytes) -> None:
-            nonlocal size
-            size += len(data)
-            if size > max_bytes:
+
+async def _read_direct(
+    http: httpx.AsyncClient,
+    transport: httpx.AsyncBaseTransport,
+    method: str,
+    url: httpx.URL | str,
+    headers: dict[str, str],
+    max_bytes: int,
+    kwargs: Any,
+) -> Reply:
+    """The request straight to the transport: the client's defaults and the auth's headers,
+    without its per-request machinery (redirects, which are off, cookies, event hooks),
+    which costs more than the rest of a quiet poll. For auths that answer no challenge."""
+    auth: httpx.Auth | None = kwargs.pop("auth", None)
+    request = http.build_request(method, url, headers=headers, **kwargs)
+    if auth is not None:
+        request = next(auth.sync_auth_flow(request))
+    response = await transport.handle_async_request(request)
+    try:
+        response.request = request
+        stream = response.stream
+        assert isinstance(stream, httpx.AsyncByteStream)
+        return await _decoded(response, stream, max_bytes)
+    finally:
+        await response.aclose()
+
+
+async def _decoded(response: httpx.Response, raw_chunks: Any, max_bytes: int) -> Reply:
+    """The body decoded (gzip, deflate) chunk by chunk, never past `max_bytes`."""
+    decoder = _decoder(response.headers.get("Content-Encoding", ""))
+    chunks: list[bytes] = []
+    size = 0
+
+    def add(data: bytes) -> None:
+        nonlocal size
+        size += len(data)
+        if size > max_bytes:
+            raise ReplyError(
+                f"the answer is larger than {_size(max_bytes)} once decoded",
+                retryable=False,
+                status=response.status_code,
+                oversized=True,
+            )
+        chunks.append(data)
+
+    async for raw in raw_chunks:
+        if decoder is None:
+            add(raw)
+            continue
+        data = raw
+        while data:
+            try:
+                # Never more output than the room left (plus one byte to notice excess).
+                add(decoder.decompress(data, max_bytes - size + 1))
+            except zlib.error:
                 raise ReplyError(
-                    f"the answer is larger than {_size(max_bytes)} once decoded",
-                    retryable=False,
+                    "the answer's compressed body is corrupt",
+                    retryable=True,
                     status=response.status_code,
-                    oversized=True,
-                )
-            chunks.append(data)
-
-        async for raw in response.aiter_raw():
-            if decoder is None:
-                add(raw)
-                continue
-            data = raw
-            while data:
-                try:
-                    # Never more output than the room left (plus one byte to notice excess).
-                    add(decoder.decompress(data, max_bytes - size + 1))
-                except zlib.error:
-                    raise ReplyError(
-                        "the answer's compressed body is corrupt",
-                        retryable=True,
-                        status=response.status_code,
-                    ) from None
-                data = decoder.unconsumed_tail
-        return Reply(response.status_code, response.headers, b"".join(chunks), response.request)
+                ) from None
+            data = decoder.unconsumed_tail
+    return Reply(response.status_code, response.headers, b"".join(chunks), response.request)
 
 
 async def read_reply(
@@ -131,6 +169,7 @@ async def read_reply(
     *,
     timeout: float,
     max_bytes: int,
+    direct: httpx.AsyncBaseTransport | None = None,
     **kwargs: Any,
 ) -> Reply:
     """Send one request and read its whole reply within `timeout` seconds in all.
@@ -139,7 +178,7 @@ async def read_reply(
     """
     try:
         return await within(
-            _read(http, method, url, max_bytes, dict(kwargs, timeout=timeout)), timeout
+            _read(http, method, url, max_bytes, dict(kwargs, timeout=timeout), direct), timeout
         )
     except asyncio.TimeoutError:
         raise ReplyError(f"no complete answer within {timeout:g}s", retryable=True) from None

@@ -158,6 +158,7 @@ class _Conn:
         "events",
         "out",
         "peer",
+        "pending",
         "sock",
     )
 
@@ -169,6 +170,7 @@ class _Conn:
         self.busy = False  # a worker has its request
         self.closed = False  # a worker seeing this drops the request: no one is waiting
         self.out: memoryview | None = None  # response bytes not yet sent
+        self.pending: deque[bytes] = deque()  # the response's further pieces, sent in order
         self.close_after = False
         self.events = 0  # what the selector watches for
 
@@ -449,7 +451,7 @@ class HttpServer:
             queue.SimpleQueue(),
             queue.SimpleQueue(),
         )
-        self._done: deque[tuple[_Conn, bytes, bool]] = deque()
+        self._done: deque[tuple[_Conn, list[bytes], bool]] = deque()
         self._stopping = False
         self._accept_paused_until = 0.0
         self.thread = threading.Thread(target=self._serve, name="http", daemon=True)
@@ -626,8 +628,11 @@ class HttpServer:
         lane = 1 if request.target.partition("?")[0] == "/metrics" else 0
         self._lanes[lane].put((time.monotonic(), conn, request))
 
-    def _respond(self, conn: _Conn, data: bytes, keep_alive: bool) -> None:
-        conn.out = memoryview(data)
+    def _respond(self, conn: _Conn, data: bytes | list[bytes], keep_alive: bool) -> None:
+        """Send a response: a large one as its pieces, never joined into one more copy."""
+        pieces = [p for p in ([data] if isinstance(data, bytes) else data) if p]
+        conn.pending = deque(pieces[1:])
+        conn.out = memoryview(pieces[0]) if pieces else None
         conn.close_after = not keep_alive
         conn.deadline = time.monotonic() + self.write_timeout
         self._flush(conn)
@@ -643,6 +648,8 @@ class HttpServer:
                 self._close(conn)
                 return
             conn.out = conn.out[sent:]
+            if not conn.out and conn.pending:
+                conn.out = memoryview(conn.pending.popleft())  # never empty: filtered
         conn.out = None
         if conn.close_after:
             self._close(conn)
@@ -689,7 +696,7 @@ class HttpServer:
                 continue
             if time.monotonic() - queued_at > self.queue_timeout:
                 # Overloaded: the client has likely given up; answer at once, render nothing.
-                data, keep_alive = _OVERLOADED, False
+                data, keep_alive = [_OVERLOADED], False
             else:
                 data, keep_alive = self._run_app(request, conn.peer)
             self._done.append((conn, data, keep_alive))
@@ -725,8 +732,9 @@ class HttpServer:
             environ[key] = environ[key] + "," + value if key in environ else value
         return environ
 
-    def _run_app(self, request: _Request, peer: Any) -> tuple[bytes, bool]:
-        """The complete response to one request, and whether to keep the connection."""
+    def _run_app(self, request: _Request, peer: Any) -> tuple[list[bytes], bool]:
+        """The complete response to one request (its head, then the app's own chunks), and
+        whether to keep the connection."""
         started: list[tuple[str, list[tuple[str, str]]]] = []
         chunks: list[bytes] = []
 
@@ -748,16 +756,16 @@ class HttpServer:
             if not started:
                 raise RuntimeError("the WSGI app did not call start_response")
             status, headers = started[0]
-            body = b"".join(chunks)
         except Exception:
             log.exception("http: the request handler failed")
             status = "500 Internal Server Error"
             headers = [("Content-Type", "text/plain; charset=utf-8")]
-            body = b"internal error\n"
+            chunks = [b"internal error\n"]
             keep_alive = False
+        length = sum(map(len, chunks))
         lines = [f"HTTP/1.1 {status}"]
         lines += [f"{n}: {v}" for n, v in headers if n.lower() not in _HOP_BY_HOP]
-        lines.append(f"Content-Length: {len(body)}")  # for HEAD too: the GET body's length
+        lines.append(f"Content-Length: {length}")  # for HEAD too: the GET body's length
         lines.append("Date: " + formatdate(usegmt=True))
         if keep_alive:
             lines.append("Connection: keep-alive")
@@ -765,4 +773,4 @@ class HttpServer:
         else:
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        return (head if request.method == "HEAD" else head + body), keep_alive
+        return ([head] if request.method == "HEAD" else [head, *chunks]), keep_alive

@@ -24,6 +24,7 @@ from exporter.selfmetrics import SelfMetrics
 from exporter.simulator.world import MISSING as SIM_MISSING
 from exporter.simulator.world import Fault
 from exporter.sources import ProviderCache, all_targets, build_sources
+from exporter.transport import LeanTransport
 from tests.conftest import (
     PROJECT,
     Metrics,
@@ -55,8 +56,10 @@ async def _fetch(
     config = load_config_text(yaml.safe_dump(doc))
     out: dict[str, list[str]] = {}
     requests = 0
-    async with httpx.AsyncClient() as http:
-        client = CloudClient(http, config.http, SelfMetrics(CollectorRegistry()))
+    # Wired as the exporter is without a proxy: requests straight to the lean transport.
+    transport = LeanTransport(None)
+    async with httpx.AsyncClient(transport=transport) as http:
+        client = CloudClient(http, config.http, SelfMetrics(CollectorRegistry()), direct=transport)
         sources = build_sources(config, ProviderCache(http, http), client)
         for target in all_targets(sources):
             result = await client.fetch_tasks(target, since)
