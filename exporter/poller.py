@@ -62,7 +62,7 @@ class Poller:
     def restore(self) -> None:
         """Load the stored histograms (per-target state is loaded as targets arrive), and
         write out the event lines a previous run committed but was killed before writing."""
-        self.snapshots.load_histograms(self.store.load_histograms())
+        self.snapshots.update_histograms(self.store.load_histograms())
         self.write_events()
 
     def write_events(self) -> None:

@@ -193,12 +193,9 @@ class SnapshotStore:
             self.exposition.put(_DISCOVERY, render_discovery(self.families, *found))
             self._dirty = True
 
-    def load_histograms(self, rows: Iterable[HistogramRow]) -> None:
-        """The stored duration series, at start."""
-        self.update_histograms(rows)
-
     def update_histograms(self, rows: Iterable[HistogramRow]) -> None:
-        """New totals of duration series (a commit's), replacing what was known."""
+        """Totals of duration series (the stored ones at start, then each commit's new
+        ones), replacing what was known."""
         with self._lock:
             touched: set[Group] = set()
             for row in rows:

@@ -122,7 +122,7 @@ def _populate(store: SnapshotStore, by_instance: bool) -> list[Target]:
     )
     store.publish_target(TargetSnapshot(c, last_success=now - 3600))  # restored, not polled
     store.update_target(c.key, polled=True, up=False, poll_duration=10.0, last_error="boom")
-    store.load_histograms(
+    store.update_histograms(
         [
             HistogramRow(_series(a, by_instance, "EXTEND", "SUCCESS"), (1, 2, 3, 0, 1), 1234.5, 7),
             HistogramRow(
