@@ -26,7 +26,7 @@ from exporter.selfmetrics import SelfMetrics
 from exporter.server import App, HttpServer
 from exporter.sharding import UNSHARDED, Shard
 from exporter.snapshot import SnapshotStore
-from exporter.sources import ProviderCache, Source, all_targets, build_sources
+from exporter.sources import ProviderCache, Target, all_task_lists, build_targets
 from exporter.state import StateStore
 from exporter.transport import LeanTransport
 
@@ -84,7 +84,7 @@ class Exporter:
         )
 
     @contextlib.asynccontextmanager
-    async def _running(self) -> AsyncIterator[tuple[Poller, list[Source]]]:
+    async def _running(self) -> AsyncIterator[tuple[Poller, list[Target]]]:
         """HTTP clients, credential providers, sources and the poller, for one run."""
         settings = self.config.http
         limits = httpx.Limits(
@@ -114,9 +114,9 @@ class Exporter:
             providers = ProviderCache(
                 http, metadata_http, metrics=self.metrics, timeout=settings.timeout
             )
-            sources = build_sources(self.config, providers, client)
+            sources = build_targets(self.config, providers, client)
             poller = Poller(self.config, self.store, client, self.snapshots, self.metrics)
-            poller.restore()
+            poller.restore_histograms_and_events()
             # Sources that need nothing from the cloud (project ID given, no discovery) give
             # their task lists at once; the others after their first refresh.
             self._apply(poller, sources)
@@ -126,15 +126,15 @@ class Exporter:
                     self.metrics.api_throttled.labels(service, source.region)
             yield poller, sources
 
-    def _apply(self, poller: Poller, sources: list[Source]) -> None:
-        poller.set_targets(all_targets(sources, self.shard))
+    def _apply(self, poller: Poller, sources: list[Target]) -> None:
+        poller.set_task_lists(all_task_lists(sources, self.shard))
         owned = self._owned(sources)
         self.snapshots.publish_discovery(
             [i for s in owned for i in s.instance_infos()],
             [h for s in owned for h in s.discovery_health()],
         )
 
-    def _owned(self, sources: list[Source]) -> list[Source]:
+    def _owned(self, sources: list[Target]) -> list[Target]:
         """The sources whose discovery this shard reports.
 
         Every shard lists the instances (each needs them to find its own); one reports them.
@@ -142,10 +142,10 @@ class Exporter:
         return [s for s in sources if self.shard.owns(s.owner_key)]
 
     @staticmethod
-    def _needs_refresh(source: Source) -> bool:
+    def _needs_refresh(source: Target) -> bool:
         return source.project_id is None or source.config.discover is not None
 
-    async def _refresh_all(self, poller: Poller, sources: list[Source]) -> None:
+    async def _refresh_all(self, poller: Poller, sources: list[Target]) -> None:
         await asyncio.gather(*(s.refresh() for s in sources if self._needs_refresh(s)))
         self._apply(poller, sources)
 
@@ -162,7 +162,7 @@ class Exporter:
         return b"".join(self.snapshots.exposition.render(False)) + generate_latest(self.registry)
 
     async def _source_loop(
-        self, source: Source, poller: Poller, sources: list[Source], stop: asyncio.Event
+        self, source: Target, poller: Poller, sources: list[Target], stop: asyncio.Event
     ) -> None:
         """Refresh a source: until its project is known, then every discovery interval."""
         while not stop.is_set():

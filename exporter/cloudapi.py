@@ -35,7 +35,7 @@ from exporter.logs import REDACTED, scrub
 from exporter.ratelimit import HostLimiters
 from exporter.replies import Reply, ReplyError, TooDeep, clean_text, parse_json, read_reply
 from exporter.selfmetrics import SelfMetrics
-from exporter.targets import Target
+from exporter.tasklists import TaskList
 from exporter.tasks import Task, parse_page
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,7 @@ class CloudClient:
         base = min(self.settings.backoff_max, self.settings.backoff_initial * 2.0**attempt)
         return base * (0.5 + self._rng.random() / 2)
 
-    async def get_json(self, target: Target, params: dict[str, str]) -> Any:
+    async def get_json(self, target: TaskList, params: dict[str, str]) -> Any:
         return await self.request_json(
             target.url, params, target.credentials, target.service, target.region
         )
@@ -284,7 +284,7 @@ class CloudClient:
         assert last is not None
         raise last
 
-    async def fetch_tasks(self, target: Target, since: float) -> FetchResult:
+    async def fetch_tasks(self, target: TaskList, since: float) -> FetchResult:
         """Every task created at or after `since` (epoch seconds), deduplicated by ID.
 
         Tasks without a readable `created_at` are kept: the server returned them for this
@@ -299,7 +299,7 @@ class CloudClient:
                 f"the poll did not finish within {limit:g}s (http.poll_timeout)"
             ) from None
 
-    async def _fetch_tasks(self, target: Target, since: float) -> FetchResult:
+    async def _fetch_tasks(self, target: TaskList, since: float) -> FetchResult:
         page_size = self.settings.page_size
         window = datetime.fromtimestamp(since, timezone.utc).strftime("%Y%m%d%H%M%S")
         host = self._parsed(target.base_url)[1]

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from exporter.config import Config
-from exporter.targets import Target
+from exporter.tasklists import TaskList
 from exporter.tasks import Task, is_finished, is_unfinished
 
 # Statuses whose task is a task name's "last failure" (its context is exported as info).
@@ -156,7 +156,7 @@ def bucket_index(bounds: Sequence[float], value: float) -> int:
     return bisect_left(bounds, value)
 
 
-def histogram_series_key(target: Target, by_instance: bool, name: str, status: str) -> str:
+def histogram_series_key(target: TaskList, by_instance: bool, name: str, status: str) -> str:
     """The stored key of a histogram series.
 
     Without `by_instance` the instances of a service in a project share series; the task
@@ -171,7 +171,7 @@ def histogram_series_key(target: Target, by_instance: bool, name: str, status: s
             target.service,
             target.region,
             target.project_id,
-            target.source,
+            target.kind,
             instance,
             name,
             status,
@@ -190,7 +190,7 @@ def _note_failure(state: TargetState, commit: PollCommit, row: TaskRow, now: flo
         commit.failures[row.name] = failure  # the same task, its context completed
 
 
-def task_event(target: Target, row: TaskRow, transition: str) -> TaskEvent:
+def task_event(target: TaskList, row: TaskRow, transition: str) -> TaskEvent:
     """The event log line of a task's transition (`finished` or `seen_unfinished`).
 
     The event ID names the kind of list too: a DCS task shows in its instance's list and in
@@ -223,7 +223,7 @@ def _iso(ts: float) -> str:
 
 
 def merge(
-    target: Target,
+    target: TaskList,
     state: TargetState,
     fetched: Sequence[Task],
     *,

@@ -24,7 +24,7 @@ from prometheus_client.utils import floatToGoString as _float_to_go_string
 
 from exporter.config import format_duration
 from exporter.selfmetrics import PREFIX
-from exporter.targets import TARGET_LABELS
+from exporter.tasklists import TASKLIST_LABELS
 
 if TYPE_CHECKING:
     from exporter.counting import TaskSummary
@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 
 FamilyType = Literal["gauge", "counter", "histogram"]
 
-TASK_LABELS = (*TARGET_LABELS, "task_name", "status")
-NAME_LABELS = (*TARGET_LABELS, "task_name")
+TASK_LABELS = (*TASKLIST_LABELS, "task_name", "status")
+NAME_LABELS = (*TASKLIST_LABELS, "task_name")
 HISTOGRAM_LABELS = ("cloud_service", "region", "project_id", "source", "task_name", "status")
 HISTOGRAM_LABELS_BY_INSTANCE = (
     "cloud_service",
@@ -46,8 +46,8 @@ HISTOGRAM_LABELS_BY_INSTANCE = (
     "task_name",
     "status",
 )
-INFO_LABELS = (*TARGET_LABELS, "engine", "engine_version", "instance_status")
-CONTEXT_LABELS = (*TARGET_LABELS, "task_name", "task_id", "user_name", "change")
+INFO_LABELS = (*TASKLIST_LABELS, "engine", "engine_version", "instance_status")
+CONTEXT_LABELS = (*TASKLIST_LABELS, "task_name", "task_id", "user_name", "change")
 DISCOVERY_LABELS = ("cloud_service", "region", "project_id")
 
 _SUFFIXES: dict[str, tuple[str, ...]] = {
@@ -182,19 +182,19 @@ class TaskFamilies:
             PREFIX + "up",
             "gauge",
             "1 when the last poll of this task list succeeded, 0 when it failed.",
-            TARGET_LABELS,
+            TASKLIST_LABELS,
         )
         self.last_success = Family(
             PREFIX + "last_poll_success_timestamp_seconds",
             "gauge",
             "When the last successful poll of this task list finished.",
-            TARGET_LABELS,
+            TASKLIST_LABELS,
         )
         self.poll_duration = Family(
             PREFIX + "poll_duration_seconds",
             "gauge",
             "How long the last poll of this task list took, successful or not.",
-            TARGET_LABELS,
+            TASKLIST_LABELS,
         )
         self.info = Family(
             PREFIX + "instance_info",

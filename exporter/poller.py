@@ -22,7 +22,7 @@ from exporter.logs import EVENTS_LOGGER
 from exporter.selfmetrics import SelfMetrics
 from exporter.snapshot import SnapshotStore, TargetSnapshot
 from exporter.state import StateError, StateStore
-from exporter.targets import Target
+from exporter.tasklists import TaskList
 from exporter.tasks import ZERO_INITIALIZED_STATUSES
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class Poller:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self.targets: dict[str, Target] = {}
+        self.task_lists: dict[str, TaskList] = {}
         self.store = store
         self.client = client
         self.snapshots = snapshots
@@ -59,7 +59,7 @@ class Poller:
 
     # -- start-up -----------------------------------------------------------------------
 
-    def restore(self) -> None:
+    def restore_histograms_and_events(self) -> None:
         """Load the stored histograms (per-target state is loaded as targets arrive), and
         write out the event lines a previous run committed but was killed before writing."""
         self.snapshots.update_histograms(self.store.load_histograms())
@@ -74,7 +74,7 @@ class Poller:
         if pending:
             self.store.events_written(pending[-1][0])
 
-    def _restore(self, target: Target) -> None:
+    def _serve_stored_state(self, target: TaskList) -> None:
         """Serve what the state file knows of a target until its first poll finishes.
 
         Counters must not drop to zero at a restart; `up` stays absent until a poll says.
@@ -90,7 +90,7 @@ class Poller:
             )
         )
 
-    def _summary(self, target: Target, state: TargetState, now: float) -> TaskSummary:
+    def _summary(self, target: TaskList, state: TargetState, now: float) -> TaskSummary:
         return summarize(
             state.tasks.values(),
             state.finished,
@@ -99,7 +99,7 @@ class Poller:
             state.failures,
         )
 
-    def set_targets(self, targets: Sequence[Target]) -> None:
+    def set_task_lists(self, targets: Sequence[TaskList]) -> None:
         """Make `targets` the task lists to poll: start the new ones, stop the gone ones.
 
         New targets (all of them at start, or those a discovery found) are spread evenly over
@@ -107,14 +107,14 @@ class Poller:
         nothing, and its series disappear.
         """
         wanted = {t.key: t for t in targets}
-        added = [t for k, t in wanted.items() if k not in self.targets]
-        removed = [k for k in self.targets if k not in wanted]
-        self.targets = wanted
-        self.snapshots.set_targets(targets)
+        added = [t for k, t in wanted.items() if k not in self.task_lists]
+        removed = [k for k in self.task_lists if k not in wanted]
+        self.task_lists = wanted
+        self.snapshots.set_task_lists(targets)
         for key in removed:
             self.store.forget(key)
         for target in added:
-            self._restore(target)
+            self._serve_stored_state(target)
         if added or removed:
             log.info(
                 "task lists changed",
@@ -130,7 +130,7 @@ class Poller:
                 loop.cancel()
         self._start_loops(added)
 
-    def _start_loops(self, targets: Sequence[Target]) -> None:
+    def _start_loops(self, targets: Sequence[TaskList]) -> None:
         assert self._stop is not None
         interval = self.config.poll_interval
         start = time.monotonic()
@@ -143,7 +143,7 @@ class Poller:
 
     # -- one poll -----------------------------------------------------------------------
 
-    async def poll(self, target: Target) -> bool:
+    async def poll(self, target: TaskList) -> bool:
         started = self.clock()
         mono = time.monotonic()
         error: str | None = None
@@ -222,7 +222,7 @@ class Poller:
         )
         return False
 
-    async def _poll_limited(self, target: Target) -> bool:
+    async def _poll_limited(self, target: TaskList) -> bool:
         endpoint = endpoint_key(httpx.URL(target.base_url))
         sem = self._endpoint_sems.get(endpoint)
         if sem is None:
@@ -231,7 +231,7 @@ class Poller:
             return await self.poll(target)
 
     async def poll_all_once(self) -> bool:
-        results = await asyncio.gather(*(self._poll_limited(t) for t in self.targets.values()))
+        results = await asyncio.gather(*(self._poll_limited(t) for t in self.task_lists.values()))
         return all(results)
 
     # -- scheduling ---------------------------------------------------------------------
@@ -244,7 +244,7 @@ class Poller:
         """
         self.started_monotonic = time.monotonic()
         self._stop = stop
-        self._start_loops(list(self.targets.values()))
+        self._start_loops(list(self.task_lists.values()))
         try:
             await stop.wait()
         finally:
@@ -259,7 +259,7 @@ class Poller:
             delay = due - time.monotonic()
             if delay > 0 and await wait_stopped(stop, delay):
                 return
-            target = self.targets.get(key)
+            target = self.task_lists.get(key)
             if target is None:
                 return
             await self._poll_limited(target)
@@ -287,4 +287,4 @@ class Poller:
 
     def ready(self) -> bool:
         """Ready once the sources were read and every task list has been polled once."""
-        return self.sources_ready and set(self.targets) <= self._attempted
+        return self.sources_ready and set(self.task_lists) <= self._attempted

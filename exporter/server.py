@@ -29,7 +29,7 @@ from urllib.parse import unquote_to_bytes
 from exporter import __version__
 from exporter.exposition import MetricsApp
 from exporter.snapshot import SnapshotStore, TargetSnapshot
-from exporter.targets import Target
+from exporter.tasklists import TaskList
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +288,7 @@ def _target_row(ts: TargetSnapshot, now: float) -> str:
     return f"<tr class='{cls}'>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>"
 
 
-def _task_list(t: Target) -> str:
+def _task_list(t: TaskList) -> str:
     """A task list in one cell: service and instance name, then region and instance ID (the
     project for the task center, which has one list per project)."""
     name = t.instance_name or t.instance_id or "(task center)"
@@ -318,7 +318,7 @@ def _task_table(
     title: str,
     note: str,
     when: str,
-    rows: list[tuple[float | None, Target, str, str, str, str]],
+    rows: list[tuple[float | None, TaskList, str, str, str, str]],
     now: float,
 ) -> str:
     """A table of tasks with their context, newest first, at most LANDING_MAX_ROWS rows."""
@@ -345,7 +345,7 @@ def _task_table(
 
 
 def _failures(targets: Iterable[TargetSnapshot], now: float) -> str:
-    rows: list[tuple[float | None, Target, str, str, str, str]] = [
+    rows: list[tuple[float | None, TaskList, str, str, str, str]] = [
         (finished_at, ts.target, name, task_id, user, change)
         for ts in targets
         for name, task_id, user, change, finished_at in ts.summary.last_failure
@@ -361,7 +361,7 @@ def _failures(targets: Iterable[TargetSnapshot], now: float) -> str:
 
 
 def _running(targets: Iterable[TargetSnapshot], now: float) -> str:
-    rows: list[tuple[float | None, Target, str, str, str, str]] = []
+    rows: list[tuple[float | None, TaskList, str, str, str, str]] = []
     for ts in targets:
         started = dict(ts.summary.oldest_unfinished)
         rows.extend(

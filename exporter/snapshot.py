@@ -28,7 +28,7 @@ from exporter.metrics import (
 )
 from exporter.sources import DiscoveryHealth, InstanceInfo
 from exporter.state import HistogramRow
-from exporter.targets import TARGET_LABELS, Target
+from exporter.tasklists import TASKLIST_LABELS, TaskList
 from exporter.tasks import ZERO_INITIALIZED_STATUSES
 
 # A duration group: the series one set of histogram labels (before task_name and status)
@@ -40,7 +40,7 @@ _DISCOVERY = ("discovery",)
 
 @dataclass(frozen=True, slots=True)
 class TargetSnapshot:
-    target: Target
+    target: TaskList
     polled: bool = False  # whether this process has finished a poll of it yet
     up: bool = False
     last_success: float | None = None
@@ -102,17 +102,17 @@ class SnapshotStore:
 
     # -- keys ------------------------------------------------------------------------------
 
-    def _group(self, t: Target) -> Group:
+    def _group(self, t: TaskList) -> Group:
         return (
             t.service,
             t.region,
             t.project_id,
-            t.source,
+            t.kind,
             t.instance_id if self._by_instance else "",
         )
 
-    def _group_labels(self, t: Target) -> tuple[str, ...]:
-        prefix = (t.service, t.region, t.project_id, t.source)
+    def _group_labels(self, t: TaskList) -> tuple[str, ...]:
+        prefix = (t.service, t.region, t.project_id, t.kind)
         return (*prefix, t.instance_id, t.instance_name) if self._by_instance else prefix
 
     def _series_group(self, series: str) -> tuple[Group, str, str] | None:
@@ -124,7 +124,7 @@ class SnapshotStore:
 
     # -- changes ---------------------------------------------------------------------------
 
-    def set_targets(self, targets: Sequence[Target]) -> None:
+    def set_task_lists(self, targets: Sequence[TaskList]) -> None:
         """Make `targets` the current set: new ones start empty, missing ones go away, and a
         renamed one keeps its data under its new name."""
         with self._lock:
@@ -212,7 +212,7 @@ class SnapshotStore:
 
     # -- membership of duration groups ---------------------------------------------------
 
-    def _join(self, t: Target, names: Iterable[str]) -> None:
+    def _join(self, t: TaskList, names: Iterable[str]) -> None:
         group = self._group(t)
         state = self._groups.get(group)
         if state is None:
@@ -222,7 +222,7 @@ class SnapshotStore:
         state.names[""] += 1  # members, under a name no task has
         state.names.update(names)
 
-    def _leave(self, t: Target, names: Iterable[str]) -> None:
+    def _leave(self, t: TaskList, names: Iterable[str]) -> None:
         group = self._group(t)
         state = self._groups.get(group)
         if state is None:
@@ -235,10 +235,10 @@ class SnapshotStore:
 
     # -- rendering ---------------------------------------------------------------------------
 
-    def _target_labels(self, t: Target) -> str:
+    def _target_labels(self, t: TaskList) -> str:
         labels = self._labels.get(t.key)
         if labels is None:
-            labels = self._labels[t.key] = render_labels(TARGET_LABELS, t.labels)
+            labels = self._labels[t.key] = render_labels(TASKLIST_LABELS, t.labels)
         return labels
 
     def _render_target(self, snap: TargetSnapshot) -> None:

@@ -1,9 +1,11 @@
-"""Sources: each `targets[]` entry of the configuration, turned into task lists to poll.
+"""Targets: each `targets[]` entry of the configuration, turned into task lists to poll.
 
-A source knows its cloud's endpoints and credentials, resolves its project ID through IAM
-when the configuration leaves it out, and, with `discover:`, lists the instances of its
-services (again every `discover.interval`). A listing that fails keeps the instances of the
-last one that worked: a passing error never makes series vanish; a deleted instance does.
+The module is named for its job (where task lists come from: configured and discovered
+instances); the class is `Target`, after the configuration key. A target knows its cloud's
+endpoints and credentials, resolves its project ID through IAM when the configuration
+leaves it out, and, with `discover:`, lists the instances of its services (again every
+`discover.interval`). A listing that fails keeps the instances of the last one that
+worked: a passing error never makes series vanish; a deleted instance does.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from exporter.credentials import (
 from exporter.replies import clean_text
 from exporter.selfmetrics import SelfMetrics
 from exporter.sharding import UNSHARDED, Shard
-from exporter.targets import Target, target_key
+from exporter.tasklists import TaskList, tasklist_key
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +172,9 @@ class ProviderCache:
         )
 
 
-class Source:
+class Target:
+    """One `targets[]` entry at run time: its project, its discovered instances, its health."""
+
     def __init__(
         self, index: int, tc: TargetConfig, credentials: CredentialProvider, client: CloudClient
     ) -> None:
@@ -357,7 +361,7 @@ class Source:
             ]
         return sorted(self.health.values(), key=lambda h: h.service)
 
-    def targets(self) -> list[Target]:
+    def task_lists(self) -> list[TaskList]:
         """The task lists to poll now: configured instances, discovered ones, task center."""
         project = self.project_id
         if project is None:
@@ -369,17 +373,19 @@ class Source:
         for inst in tc.instances:  # configured entries win, and their names
             found = wanted.get(inst.id)
             wanted[inst.id] = (inst.service, inst.name or (found[1] if found else ""))
-        out: list[Target] = []
+        out: list[TaskList] = []
         if tc.task_center:
-            out.append(self._target("task_center", "dcs", project, "", ""))
+            out.append(self._task_list("task_center", "dcs", project, "", ""))
         for instance_id, (service, name) in wanted.items():
-            out.append(self._target("instance", service, project, instance_id, name))
+            out.append(self._task_list("instance", service, project, instance_id, name))
         return out
 
-    def _target(self, kind: Any, service: str, project: str, instance_id: str, name: str) -> Target:
+    def _task_list(
+        self, kind: Any, service: str, project: str, instance_id: str, name: str
+    ) -> TaskList:
         dialect = "dcs" if service == "dcs" else "dms"
-        return Target(
-            key=target_key(kind, service, self.region, project, instance_id),
+        return TaskList(
+            key=tasklist_key(kind, service, self.region, project, instance_id),
             kind=kind,
             service=service,
             region=self.region,
@@ -391,18 +397,18 @@ class Source:
         )
 
 
-def build_sources(config: Config, providers: ProviderCache, client: CloudClient) -> list[Source]:
+def build_targets(config: Config, providers: ProviderCache, client: CloudClient) -> list[Target]:
     return [
-        Source(i, tc, providers.get(config.credentials_for(tc), tc), client)
+        Target(i, tc, providers.get(config.credentials_for(tc), tc), client)
         for i, tc in enumerate(config.targets)
     ]
 
 
-def all_targets(sources: Iterable[Source], shard: Shard = UNSHARDED) -> list[Target]:
+def all_task_lists(sources: Iterable[Target], shard: Shard = UNSHARDED) -> list[TaskList]:
     """This shard's targets of every source; a task list claimed twice is polled once."""
-    seen: dict[str, Target] = {}
+    seen: dict[str, TaskList] = {}
     for source in sources:
-        for target in source.targets():
+        for target in source.task_lists():
             owner = source.owner_key if target.kind == "task_center" else target.instance_id
             if not shard.owns(owner):
                 continue

@@ -23,7 +23,7 @@ from exporter.config import load_config_text
 from exporter.selfmetrics import SelfMetrics
 from exporter.simulator.world import MISSING as SIM_MISSING
 from exporter.simulator.world import Fault
-from exporter.sources import ProviderCache, all_targets, build_sources
+from exporter.sources import ProviderCache, all_task_lists, build_targets
 from exporter.transport import LeanTransport
 from tests.conftest import (
     PROJECT,
@@ -60,8 +60,8 @@ async def _fetch(
     transport = LeanTransport(None)
     async with httpx.AsyncClient(transport=transport) as http:
         client = CloudClient(http, config.http, SelfMetrics(CollectorRegistry()), direct=transport)
-        sources = build_sources(config, ProviderCache(http, http), client)
-        for target in all_targets(sources):
+        sources = build_targets(config, ProviderCache(http, http), client)
+        for target in all_task_lists(sources):
             result = await client.fetch_tasks(target, since)
             out[target.key] = [t.id for t in result.tasks]
             requests += result.requests

@@ -30,7 +30,7 @@ from exporter.metrics import TaskCollector, TaskFamilies
 from exporter.snapshot import SnapshotStore, TargetSnapshot
 from exporter.sources import DiscoveryHealth, InstanceInfo
 from exporter.state import HistogramRow
-from exporter.targets import Target, target_key
+from exporter.tasklists import TaskList, tasklist_key
 from tests.conftest import (
     PROJECT,
     ExporterProcess,
@@ -46,9 +46,9 @@ OM = "application/openmetrics-text; version=1.0.0"
 HOSTILE = 'we"ird\\name\nwith ünïcode'
 
 
-def _target(service: str, instance_id: str, name: str, kind: str = "instance") -> Target:
-    key = target_key(kind, service, "eu-de", PROJECT, instance_id)  # type: ignore[arg-type]
-    return Target(
+def _target(service: str, instance_id: str, name: str, kind: str = "instance") -> TaskList:
+    key = tasklist_key(kind, service, "eu-de", PROJECT, instance_id)  # type: ignore[arg-type]
+    return TaskList(
         key=key,
         kind=kind,  # type: ignore[arg-type]
         service=service,
@@ -61,14 +61,14 @@ def _target(service: str, instance_id: str, name: str, kind: str = "instance") -
     )
 
 
-def _series(t: Target, by_instance: bool, name: str, status: str) -> str:
+def _series(t: TaskList, by_instance: bool, name: str, status: str) -> str:
     mode = "instance" if by_instance else "aggregate"
     instance = t.instance_id if by_instance else ""
-    return json.dumps([mode, t.service, t.region, t.project_id, t.source, instance, name, status])
+    return json.dumps([mode, t.service, t.region, t.project_id, t.kind, instance, name, status])
 
 
 def _summary(  # type: ignore[no-untyped-def]
-    t: Target,
+    t: TaskList,
     now: float,
     rows: list[TaskRow],
     finished: dict[tuple[str, str], int],
@@ -78,14 +78,14 @@ def _summary(  # type: ignore[no-untyped-def]
     return summarize(rows, finished, now - 86400, zero, failures)
 
 
-def _populate(store: SnapshotStore, by_instance: bool) -> list[Target]:
+def _populate(store: SnapshotStore, by_instance: bool) -> list[TaskList]:
     now = time.time()
     a = _target("dcs", "i-a", "redis-a")
     b = _target("kafka", "i-b", HOSTILE)
     c = _target("dcs", "", "", kind="task_center")
     d = _target("dcs", "i-d", "never-polled")
     targets = [a, b, c, d]
-    store.set_targets(targets)
+    store.set_task_lists(targets)
     rows_a = [
         TaskRow("1", "EXTEND", "SUCCESS", now - 600, True, now - 500, True),
         TaskRow("2", "EXTEND", "FAILED", now - 300, True, now - 250, True),
@@ -237,14 +237,14 @@ def test_prerendered_lines_equal_prometheus_client_rendering(by_instance: bool) 
 
     # A rename moves every line to the new labels; a removal takes them all away.
     renamed = _target("dcs", "i-a", "redis-a-renamed")
-    store.set_targets([renamed, c, d])
+    store.set_task_lists([renamed, c, d])
     _both(store, families)
     tasks = _task_lines(store)
     assert 'instance_name="redis-a-renamed"' in tasks
     assert 'instance_name="redis-a"' not in tasks
     assert 'cloud_service="kafka"' not in tasks  # the kafka task list's lines left with it
 
-    store.set_targets([])
+    store.set_task_lists([])
     _both(store, families)
     assert "cloud_service=" not in _task_lines(store)
 

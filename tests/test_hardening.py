@@ -22,7 +22,7 @@ from exporter.cloudapi import ApiError, CloudClient, FetchResult
 from exporter.config import HttpSettings
 from exporter.credentials import CredentialError, IamPassword, StaticKeys
 from exporter.selfmetrics import SelfMetrics
-from exporter.targets import Target
+from exporter.tasklists import TaskList
 from exporter.tasks import parse_page
 from tests import hostile
 from tests.conftest import (
@@ -43,8 +43,8 @@ from tests.conftest import (
 GUARD = 20.0
 
 
-def _target(base_url: str, service: str = "dcs") -> Target:
-    return Target(
+def _target(base_url: str, service: str = "dcs") -> TaskList:
+    return TaskList(
         key=f"{service}/r/{PROJECT}/inst-1",
         kind="instance",
         service=service,

@@ -21,7 +21,7 @@ from exporter.exposition import MetricsApp
 from exporter.metrics import TaskFamilies
 from exporter.server import LANDING_CSP, LANDING_MAX_ROWS, App, HttpServer
 from exporter.snapshot import SnapshotStore, TargetSnapshot
-from exporter.targets import Target, target_key
+from exporter.tasklists import TaskList, tasklist_key
 from tests.conftest import PROJECT
 
 HOSTILE_NAME = "<script>window.__pwned=1</script>"
@@ -62,10 +62,10 @@ class _Page(HTMLParser):
             self._cell.append(data)
 
 
-def _target(service: str, instance_id: str, name: str) -> Target:
+def _target(service: str, instance_id: str, name: str) -> TaskList:
     kind = "instance" if instance_id else "task_center"
-    return Target(
-        key=target_key(kind, service, "eu-de", PROJECT, instance_id),  # type: ignore[arg-type]
+    return TaskList(
+        key=tasklist_key(kind, service, "eu-de", PROJECT, instance_id),  # type: ignore[arg-type]
         kind=kind,  # type: ignore[arg-type]
         service=service,
         region="eu-de",
@@ -113,7 +113,7 @@ def test_failures_and_running_tasks_listed_newest_first_with_context(
     redis = _target("dcs", "i-redis", "redis-prod")
     kafka = _target("kafka", "i-kafka", "kafka-prod")
     center = _target("dcs", "", "")
-    store.set_targets([redis, kafka, center])
+    store.set_task_lists([redis, kafka, center])
     store.publish_target(
         TargetSnapshot(
             redis,
@@ -196,7 +196,7 @@ def test_failures_and_running_tasks_listed_newest_first_with_context(
 
 
 def test_nothing_to_show_says_so(store: SnapshotStore, served: str) -> None:
-    store.set_targets([_target("dcs", "i-redis", "redis-prod")])
+    store.set_task_lists([_target("dcs", "i-redis", "redis-prod")])
     page = _get(served)[1]
     tables = _parse(page).tables
     assert "failures" not in tables
@@ -208,7 +208,7 @@ def test_nothing_to_show_says_so(store: SnapshotStore, served: str) -> None:
 def test_rows_are_capped_newest_kept(store: SnapshotStore, served: str) -> None:
     now = time.time()
     targets = [_target("dcs", f"i-{n}", f"redis-{n}") for n in range(30)]
-    store.set_targets(targets)
+    store.set_task_lists(targets)
     for n, t in enumerate(targets):
         store.publish_target(
             TargetSnapshot(
@@ -243,7 +243,7 @@ def test_rows_are_capped_newest_kept(store: SnapshotStore, served: str) -> None:
 def test_hostile_values_are_text_never_markup(store: SnapshotStore, served: str) -> None:
     now = time.time()
     t = _target("dcs", '"><script>x</script>', HOSTILE_NAME)
-    store.set_targets([t])
+    store.set_task_lists([t])
     store.publish_target(
         TargetSnapshot(
             t,

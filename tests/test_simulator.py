@@ -31,7 +31,7 @@ from exporter.simulator.world import (
     listener_of,
     user_id_of,
 )
-from exporter.sources import ProviderCache, all_targets, build_sources
+from exporter.sources import ProviderCache, all_task_lists, build_targets
 from exporter.tasks import Task, parse_task
 from tests.conftest import (
     ACCESS_KEY,
@@ -166,8 +166,8 @@ def _fetch_tasks(sim: Sim, tmp_path: Path, instance_ids: list[str]) -> dict[str,
         out: dict[str, list[Task]] = {}
         async with httpx.AsyncClient() as http:
             client = CloudClient(http, config.http, SelfMetrics(CollectorRegistry()))
-            sources = build_sources(config, ProviderCache(http, http), client)
-            for target in all_targets(sources):
+            sources = build_targets(config, ProviderCache(http, http), client)
+            for target in all_task_lists(sources):
                 result = await client.fetch_tasks(target, time.time() - 86400)
                 out[target.instance_id or target.kind] = list(result.tasks)
         return out

@@ -1,6 +1,6 @@
-"""What the poller works on: one target per instance task list or project task center.
+"""What the poller works on: one task list per instance, or a project's task center.
 
-Targets come from the sources (`exporter.sources`): configured instances and discovered
+Task lists come from the targets (`exporter.sources`): configured instances and discovered
 ones. Their `key` is what the state store files their tasks and counters under, so it
 depends only on what identifies the task list (never on the display name, so that renaming
 an instance keeps its counters).
@@ -16,11 +16,13 @@ from exporter.credentials import CredentialProvider
 Dialect = Literal["dcs", "dms"]
 Kind = Literal["instance", "task_center"]
 
-TARGET_LABELS = ("cloud_service", "region", "project_id", "instance_id", "instance_name")
+TASKLIST_LABELS = ("cloud_service", "region", "project_id", "instance_id", "instance_name")
 
 
 @dataclass(frozen=True)
-class Target:
+class TaskList:
+    """One task list to poll: a value object (what to ask, where, and its labels)."""
+
     key: str
     kind: Kind
     service: str
@@ -49,19 +51,8 @@ class Target:
     def labels(self) -> tuple[str, str, str, str, str]:
         return (self.service, self.region, self.project_id, self.instance_id, self.instance_name)
 
-    @property
-    def source(self) -> str:
-        """Which kind of list the task came from; keeps task-center durations apart."""
-        return self.kind
 
-    def describe(self) -> str:
-        if self.kind == "task_center":
-            return f"dcs task center of project {self.project_id} in {self.region}"
-        name = f" ({self.instance_name})" if self.instance_name else ""
-        return f"{self.service} instance {self.instance_id}{name} in {self.region}"
-
-
-def target_key(kind: Kind, service: str, region: str, project_id: str, instance_id: str) -> str:
+def tasklist_key(kind: Kind, service: str, region: str, project_id: str, instance_id: str) -> str:
     if kind == "task_center":
         return f"task_center/{region}/{project_id}"
     return f"{service}/{region}/{project_id}/{instance_id}"
