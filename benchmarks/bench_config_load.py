@@ -22,7 +22,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from exporter import config  # noqa: E402
+from exporter.config import loading as config  # noqa: E402
 
 SERVICES = ("dcs", "kafka", "rabbitmq", "rocketmq")
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter import config as config_module
 from exporter.config import (
     MAX_CONFIG_BYTES,
     Config,
@@ -21,6 +20,7 @@ from exporter.config import (
     load_config,
     load_config_text,
 )
+from exporter.config import loading as config_module
 from tests.conftest import SECRET_KEY, run_cli
 
 # The CLI's config checks are quick and version-sensitive: run on every supported Python.

@@ -1,0 +1,567 @@
+"""The configuration's schema: typed models that reject unknown keys, durations, checks.
+
+Models validate data already read (see `exporter.config.loading` for the file itself);
+secret values are read through `exporter.config.secrets`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import re
+import ssl
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    SecretStr,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from exporter.config.secrets import (
+    ENV_AK,
+    ENV_SK,
+    check_one_secret,
+    env_keys,
+    read_secret_file,
+    secret_or_file,
+)
+
+SERVICES: tuple[Literal["dcs", "kafka", "rabbitmq", "rocketmq"], ...] = (
+    "dcs",
+    "kafka",
+    "rabbitmq",
+    "rocketmq",
+)
+
+_DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h|d|w))+$")
+_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+# No setting needs more: a bound keeps sleeps and date arithmetic finite (`1e400s` is infinity).
+MAX_DURATION = 366 * 86400.0
+
+
+def parse_duration(value: Any) -> float:
+    """`90s`, `5m`, `1h30m`, `500ms`, `2d`, `1w` to seconds. Bare numbers are refused.
+
+    Refusing `60` avoids guessing whether the user meant seconds or minutes. The value is
+    never quoted back: a secret pasted into the wrong key must not reach the error.
+    """
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError("must be a duration string such as 30s, 5m or 1h")
+    text = value.strip()
+    if len(text) > 1000 or not _DURATION_RE.match(text):
+        raise ValueError("invalid duration: use a number and a unit (ms, s, m, h, d, w)")
+    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART_RE.findall(text))
+    if not seconds <= MAX_DURATION:  # also false for infinity
+        raise ValueError("durations must be at most 366d")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    if seconds == int(seconds):
+        return f"{int(seconds)}s"
+    return f"{int(seconds * 1000)}ms"
+
+
+def _at_least_1s(seconds: float) -> float:
+    if seconds < 1:
+        raise ValueError("must be at least 1s")
+    return seconds
+
+
+def _above_0(seconds: float) -> float:
+    if seconds <= 0:
+        raise ValueError("must be above 0")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Interval = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_at_least_1s)]
+Timeout = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_above_0)]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+Loc = tuple[str | int, ...]
+
+
+class CrossChecked(StrictModel):
+    """A model with checks across its fields, reported together with the field errors.
+
+    Pydantic runs `after` model validators only once every field is valid, so a file with
+    a typo and a poll_interval above lookback would need two rounds of fixes. Checks here
+    read the raw input instead (skipping values that are invalid on their own, which the
+    field errors already report) and point at the key concerned.
+    """
+
+    @classmethod
+    def cross_checks(cls, data: Mapping[str, Any], context: Any) -> list[tuple[Loc, str]]:
+        """(location relative to this model, message) of every problem across fields."""
+        return []
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _cross_checked(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Any], info: ValidationInfo
+    ) -> Any:
+        problems = cls.cross_checks(data, info.context) if isinstance(data, Mapping) else []
+        try:
+            model = handler(data)
+        except ValidationError as exc:
+            if not problems:
+                raise
+            errors = [
+                InitErrorDetails(
+                    type=PydanticCustomError(e["type"], e["msg"]), loc=e["loc"], input=None
+                )
+                for e in exc.errors(include_url=False)
+            ]
+        else:
+            if not problems:
+                return model
+            errors = []
+        errors += [
+            InitErrorDetails(type=PydanticCustomError("cross_field", msg), loc=loc, input=None)
+            for loc, msg in problems
+        ]
+        raise ValidationError.from_exception_data(cls.__name__, errors)
+
+
+def _raw_duration(model: type[BaseModel], data: Mapping[str, Any], key: str) -> float | None:
+    """A duration as given (None when invalid: reported on its own), else its default."""
+    if key not in data:
+        default = model.model_fields[key].default
+        return float(default)
+    try:
+        return parse_duration(data[key])
+    except ValueError:
+        return None
+
+
+def _not_below(
+    model: type[BaseModel], data: Mapping[str, Any], low: str, high: str
+) -> list[tuple[Loc, str]]:
+    """`high` must be at least `low`; reported at whichever of the two the file sets."""
+    lo, hi = _raw_duration(model, data, low), _raw_duration(model, data, high)
+    if lo is None or hi is None or hi >= lo:
+        return []
+    if high in data:
+        return [((high,), f"must be at least {low} ({format_duration(lo)})")]
+    return [((low,), f"must not be above {high} ({format_duration(hi)} by default)")]
+
+
+class _SecretFiles(StrictModel):
+    @field_validator("*", mode="after")
+    @classmethod
+    def _file_readable(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name and info.field_name.endswith("_file") and value is not None:
+            read_secret_file(value)
+        return value
+
+
+class AkSkCredentials(_SecretFiles):
+    """An access key pair (optionally temporary, with a security token).
+
+    Secrets may sit in the file itself (usually as `${VAR}`) or in files of their own, the
+    way Kubernetes and Docker mount secrets.
+    """
+
+    source: Literal["aksk"] = "aksk"
+    access_key: str = Field(min_length=1)
+    secret_key: SecretStr | None = None
+    secret_key_file: Path | None = None
+    security_token: SecretStr | None = None
+    security_token_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> AkSkCredentials:
+        check_one_secret(self.secret_key, self.secret_key_file, "secret_key")
+        if self.security_token is not None and self.security_token_file is not None:
+            raise ValueError("set at most one of security_token and security_token_file")
+        return self
+
+    def secret(self) -> str:
+        value = secret_or_file(self.secret_key, self.secret_key_file)
+        assert value is not None  # one of the two is set: checked above
+        return value
+
+    def token(self) -> str | None:
+        return secret_or_file(self.security_token, self.security_token_file) or None
+
+
+class EnvCredentials(StrictModel):
+    """An access key pair from the environment, the variables the official SDKs read."""
+
+    source: Literal["env"] = "env"
+    _keys: tuple[str, str, str | None] = PrivateAttr(default=("", "", None))
+
+    @model_validator(mode="after")
+    def _read_env(self, info: ValidationInfo) -> EnvCredentials:
+        self._keys = env_keys((info.context or {}).get("env"))
+        return self
+
+    @property
+    def access_key(self) -> str:
+        return self._keys[0]
+
+    def secret(self) -> str:
+        return self._keys[1]
+
+    def token(self) -> str | None:
+        return self._keys[2]
+
+
+class MetadataCredentials(StrictModel):
+    """Temporary keys of the agency attached to this ECS (or CCE node), renewed by themselves."""
+
+    source: Literal["metadata"]
+    url: str = "http://169.254.169.254"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        checked = _check_url(value)
+        assert checked is not None
+        return checked
+
+
+class PasswordCredentials(_SecretFiles):
+    """An IAM user's password, exchanged for an X-Auth-Token scoped to the target's project."""
+
+    source: Literal["password"]
+    user: str = Field(min_length=1)
+    domain: str = Field(min_length=1)
+    password: SecretStr | None = None
+    password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_password(self) -> PasswordCredentials:
+        check_one_secret(self.password, self.password_file, "password", empty_ok=True)
+        return self
+
+    def secret(self) -> str:
+        value = secret_or_file(self.password, self.password_file)
+        assert value is not None  # one of the two is set: checked above
+        return value
+
+
+CREDENTIAL_SOURCES = ("aksk", "env", "metadata", "password")
+
+
+def _credential_source(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return str(value.get("source", "aksk"))
+    return str(getattr(value, "source", "aksk"))
+
+
+Credentials = Annotated[
+    Annotated[AkSkCredentials, Tag("aksk")]
+    | Annotated[EnvCredentials, Tag("env")]
+    | Annotated[MetadataCredentials, Tag("metadata")]
+    | Annotated[PasswordCredentials, Tag("password")],
+    Discriminator(
+        _credential_source,
+        custom_error_type="credential_source",
+        custom_error_message="source must be one of aksk, env, metadata, password",
+    ),
+]
+AnyCredentials = AkSkCredentials | EnvCredentials | MetadataCredentials | PasswordCredentials
+
+
+def _check_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", value):
+        raise ValueError("must be an http(s) URL such as https://dcs.eu-west-101.myhuaweicloud.eu")
+    return value.rstrip("/")
+
+
+class Endpoints(StrictModel):
+    dcs: str | None = None
+    dms: str | None = None
+    iam: str | None = None
+
+    _urls = field_validator("dcs", "dms", "iam")(_check_url)
+
+
+# The domain of each cloud's service endpoints: https://{service}.{region}.{domain}
+CLOUD_DOMAINS = {
+    "huaweicloud": "myhuaweicloud.com",
+    "huaweicloud-eu": "myhuaweicloud.eu",
+    "opentelekomcloud": "otc.t-systems.com",
+}
+Cloud = Literal["huaweicloud", "huaweicloud-eu", "opentelekomcloud"]
+Service = Literal["dcs", "kafka", "rabbitmq", "rocketmq"]
+
+
+class DiscoverConfig(StrictModel):
+    """Find the instances to poll through the list-instances APIs, again every `interval`."""
+
+    services: list[Service] = Field(default=list(SERVICES), min_length=1)
+    interval: Interval = 600.0
+    name_regex: str | None = None
+    exclude_name_regex: str | None = None
+    statuses: list[str] = []
+    tags: dict[str, str] = {}
+    exclude_tags: dict[str, str] = {}
+
+    @field_validator("name_regex", "exclude_name_regex")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
+
+    @field_validator("services")
+    @classmethod
+    def _unique(cls, value: list[Service]) -> list[Service]:
+        if len(set(value)) != len(value):
+            raise ValueError("a service is listed twice")
+        return value
+
+    @field_validator("statuses")
+    @classmethod
+    def _upper(cls, value: list[str]) -> list[str]:
+        return [v.upper() for v in value]
+
+
+_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class InstanceConfig(StrictModel):
+    service: Service
+    id: str = Field(pattern=_ID_PATTERN, max_length=128)
+    name: str = Field(default="", max_length=256)
+
+
+class TargetConfig(StrictModel):
+    """One region and project, with the instances to poll there."""
+
+    region: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    project_id: str | None = Field(default=None, pattern=_ID_PATTERN, max_length=128)
+    cloud: Cloud = "huaweicloud"
+    endpoints: Endpoints = Endpoints()
+    task_center: bool = False
+    credentials: Credentials | None = None
+    instances: list[InstanceConfig] = []
+    discover: DiscoverConfig | None = None
+
+    @model_validator(mode="after")
+    def _something_to_poll(self) -> TargetConfig:
+        if not self.instances and not self.task_center and self.discover is None:
+            raise ValueError(
+                "nothing to poll: list instances, set task_center: true, or discover instances"
+            )
+        return self
+
+    def endpoint(self, kind: Literal["dcs", "dms", "iam"]) -> str:
+        """The endpoint of a service: the configured one, else the cloud's for the region."""
+        override = getattr(self.endpoints, kind)
+        return override or f"https://{kind}.{self.region}.{CLOUD_DOMAINS[self.cloud]}"
+
+
+DEFAULT_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
+
+
+class HttpSettings(CrossChecked):
+    timeout: Timeout = 10.0
+    retries: int = Field(default=3, ge=0, le=10)
+    backoff_initial: Duration = 0.5
+    backoff_max: Duration = 30.0
+    max_concurrency: int = Field(default=8, ge=1, le=256)
+    requests_per_second: float = Field(default=10.0, gt=0, le=1000)
+    burst: int = Field(default=10, ge=1, le=1000)
+    page_size: int = Field(default=100, ge=1, le=100)
+    max_pages: int = Field(default=100, ge=1, le=10000)
+    # Hardening: a whole poll's deadline, and the most a reply may hold once decompressed.
+    poll_timeout: Duration = Field(default=300.0, gt=0)
+    max_response_bytes: int = Field(default=16 * 2**20, ge=2**16, le=2**30)
+    proxy: str | None = None
+    ca_file: Path | None = None
+    tls_verify: bool = True
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(https?|socks5h?)://[^/\s]+/?$", value):
+            raise ValueError("must be a proxy URL such as http://proxy.example.com:3128")
+        return value
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                ssl.create_default_context(cafile=str(value))
+            except ssl.SSLError as exc:  # an OSError too: first
+                reason = exc.reason or "not PEM certificates"
+                raise ValueError(f"cannot load CA certificates: {reason}") from None
+            except (OSError, ValueError) as exc:
+                reason = getattr(exc, "strerror", None) or "cannot read the file"
+                raise ValueError(f"cannot load CA certificates: {reason}") from None
+        return value
+
+    @classmethod
+    def cross_checks(cls, data: Mapping[str, Any], context: Any) -> list[tuple[Loc, str]]:
+        return _not_below(cls, data, "backoff_initial", "backoff_max")
+
+
+class MetricsSettings(StrictModel):
+    duration_buckets: list[float] = Field(
+        default=list(DEFAULT_BUCKETS), min_length=1, max_length=100
+    )
+    duration_by_instance: bool = False
+
+    @field_validator("duration_buckets")
+    @classmethod
+    def _increasing(cls, value: list[float]) -> list[float]:
+        if not all(0 < b <= MAX_DURATION for b in value):  # also false for NaN
+            raise ValueError("buckets must be positive, finite and at most 366d in seconds")
+        if any(a >= b for a, b in itertools.pairwise(value)):
+            raise ValueError("buckets must be strictly increasing")
+        return value
+
+
+def _file_path(value: Any) -> Any:
+    """A path naming a file: `""` would be the working directory, `/` has no name."""
+    if isinstance(value, str | Path) and (
+        "\0" in str(value) or Path(value).name.strip() in ("", ".", "..")
+    ):
+        raise ValueError("must be the path of a file, such as /var/lib/exporter/state.db")
+    return value
+
+
+class Config(CrossChecked):
+    poll_interval: Interval = 60.0
+    lookback: Duration = 86400.0
+    overlap: Duration = 600.0
+    catchup_max: Duration = 3 * 86400.0
+    state_path: Annotated[Path, BeforeValidator(_file_path)] = Path(
+        "./huaweicloud-task-exporter.db"
+    )
+    credentials: Credentials | None = None
+    http: HttpSettings = HttpSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    # One log line per task when it is first seen unfinished and when it is counted
+    # (also `--log.task-events`).
+    log_task_events: bool = False
+    targets: list[TargetConfig] = Field(min_length=1)
+
+    @classmethod
+    def cross_checks(cls, data: Mapping[str, Any], context: Any) -> list[tuple[Loc, str]]:
+        problems = _not_below(cls, data, "poll_interval", "lookback")
+        problems += _not_below(cls, data, "poll_interval", "catchup_max")
+        targets = data.get("targets")
+        if isinstance(targets, list):
+            problems += _listed_twice(targets)
+            env: Mapping[str, str] = (context or {}).get("env", os.environ)
+            if (
+                data.get("credentials") is None
+                and any(not isinstance(t, Mapping) or t.get("credentials") is None for t in targets)
+                and not (env.get(ENV_AK) and env.get(ENV_SK))
+            ):
+                problems.append(
+                    (
+                        (),
+                        "no credentials: set credentials (at the top level or on each target), "
+                        f"or the environment variables {ENV_AK} and {ENV_SK}",
+                    )
+                )
+        return problems
+
+    @property
+    def retention(self) -> float:
+        """How long task IDs are remembered: as far back as any poll may ever read."""
+        return max(self.lookback, self.catchup_max)
+
+    _env_default: EnvCredentials | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _default_credentials(self, info: ValidationInfo) -> Config:
+        """Without credentials in the file, take them from the environment, as the SDKs do.
+
+        When the environment has none either, `cross_checks` reports it.
+        """
+        if self.credentials is None and any(t.credentials is None for t in self.targets):
+            with contextlib.suppress(ValidationError):
+                self._env_default = EnvCredentials.model_validate({}, context=info.context)
+        return self
+
+    def credentials_for(self, target: TargetConfig) -> AnyCredentials:
+        creds = target.credentials or self.credentials or self._env_default
+        assert creds is not None  # guaranteed by validation
+        return creds
+
+    def secrets(self) -> list[str]:
+        """Every secret value known at start, so that logging can scrub them everywhere."""
+        found: list[str] = []
+        for creds in [self.credentials, self._env_default, *(t.credentials for t in self.targets)]:
+            if isinstance(creds, AkSkCredentials | EnvCredentials):
+                found.append(creds.secret())
+                token = creds.token()
+                if token:
+                    found.append(token)
+            elif isinstance(creds, PasswordCredentials):
+                found.append(creds.secret())
+        return found
+
+
+def _listed_twice(targets: list[Any]) -> list[tuple[Loc, str]]:
+    """Each instance (and each project's task center) in one place only: polled twice, its
+    tasks would be counted twice. Read from the raw targets, values of the wrong type skipped.
+    """
+    problems: list[tuple[Loc, str]] = []
+    seen: dict[tuple[str, str, str], Loc] = {}
+
+    def claim(key: tuple[str, str, str], loc: Loc, what: str) -> None:
+        first = seen.setdefault(key, loc)
+        if first != loc:
+            problems.append((loc, f"{what} is already listed at {format_path(first)}"))
+
+    for i, target in enumerate(targets):
+        if not isinstance(target, Mapping) or not isinstance(target.get("region"), str):
+            continue
+        project = target.get("project_id")
+        scope = (target["region"], project if isinstance(project, str) else "")
+        if target.get("task_center") is True:
+            claim((*scope, ""), ("targets", i, "task_center"), "the task center of this project")
+        instances = target.get("instances")
+        for j, inst in enumerate(instances if isinstance(instances, list) else []):
+            if isinstance(inst, Mapping) and isinstance(inst.get("id"), str):
+                claim((*scope, inst["id"]), ("targets", i, "instances", j), "this instance")
+    return problems
+
+
+def format_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
