@@ -18,6 +18,7 @@ from exporter.aio import spawn, wait_stopped
 from exporter.cloudapi import ApiError, CloudClient, endpoint_key
 from exporter.config import Config
 from exporter.counting import TargetState, TaskSummary, merge, summarize, window_start
+from exporter.dialects import TaskReader
 from exporter.logs import EVENTS_LOGGER
 from exporter.selfmetrics import SelfMetrics
 from exporter.snapshot import SnapshotStore, TargetSnapshot
@@ -43,6 +44,7 @@ class Poller:
         self.task_lists: dict[str, TaskList] = {}
         self.store = store
         self.client = client
+        self.reader = TaskReader(client)
         self.snapshots = snapshots
         self.metrics = metrics
         self.clock = clock
@@ -150,7 +152,7 @@ class Poller:
         try:
             state = self.store.load_target(target.key)
             since = window_start(state, started, self.config)
-            fetched = await self.client.fetch_tasks(target, since)
+            fetched = await self.reader.fetch_tasks(target, since)
             now = self.clock()
             merged = merge(
                 target,

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 import exporter.simulator.server as simserver
 from exporter.cloudapi import ApiError, CloudClient
 from exporter.config import load_config_text
+from exporter.dialects import TaskReader
 from exporter.selfmetrics import SelfMetrics
 from exporter.simulator.world import MISSING as SIM_MISSING
 from exporter.simulator.world import Fault
@@ -60,9 +61,10 @@ async def _fetch(
     transport = LeanTransport(None)
     async with httpx.AsyncClient(transport=transport) as http:
         client = CloudClient(http, config.http, SelfMetrics(CollectorRegistry()), direct=transport)
+        reader = TaskReader(client)
         sources = build_targets(config, ProviderCache(http, http), client)
         for target in all_task_lists(sources):
-            result = await client.fetch_tasks(target, since)
+            result = await reader.fetch_tasks(target, since)
             out[target.key] = [t.id for t in result.tasks]
             requests += result.requests
     return out, requests

@@ -18,9 +18,10 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.cloudapi import ApiError, CloudClient, FetchResult
+from exporter.cloudapi import ApiError, CloudClient
 from exporter.config import HttpSettings
 from exporter.credentials import CredentialError, IamPassword, StaticKeys
+from exporter.dialects import FetchResult, TaskReader
 from exporter.selfmetrics import SelfMetrics
 from exporter.tasklists import TaskList
 from exporter.tasks import parse_page
@@ -66,7 +67,7 @@ def _fetch(base_url: str, since: float, service: str = "dcs", **http: Any) -> Fe
         async with httpx.AsyncClient() as client:
             cloud = CloudClient(client, settings, SelfMetrics(CollectorRegistry()))
             target = _target(base_url, service)
-            return await asyncio.wait_for(cloud.fetch_tasks(target, since), GUARD)
+            return await asyncio.wait_for(TaskReader(cloud).fetch_tasks(target, since), GUARD)
 
     return asyncio.run(go())
 

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.cloudapi import CloudClient
 from exporter.config import load_config_text
+from exporter.dialects import TaskReader
 from exporter.selfmetrics import SelfMetrics
 from exporter.signing import AkSkAuth
 from exporter.simulator.fleet import demo_world
@@ -166,9 +167,10 @@ def _fetch_tasks(sim: Sim, tmp_path: Path, instance_ids: list[str]) -> dict[str,
         out: dict[str, list[Task]] = {}
         async with httpx.AsyncClient() as http:
             client = CloudClient(http, config.http, SelfMetrics(CollectorRegistry()))
+            reader = TaskReader(client)
             sources = build_targets(config, ProviderCache(http, http), client)
             for target in all_task_lists(sources):
-                result = await client.fetch_tasks(target, time.time() - 86400)
+                result = await reader.fetch_tasks(target, time.time() - 86400)
                 out[target.instance_id or target.kind] = list(result.tasks)
         return out
 
