@@ -7,7 +7,6 @@ import contextlib
 import logging
 import signal
 import ssl
-import time
 import urllib.request
 from collections.abc import AsyncIterator
 
@@ -175,7 +174,7 @@ class Exporter:
             if await wait_stopped(stop, delay):
                 return
             await source.refresh()
-            poller.last_activity = time.monotonic()
+            poller.note_activity()
             self._apply(poller, sources)
 
     async def serve(self, listen_address: str) -> None:
@@ -211,13 +210,13 @@ class Exporter:
             tasks: list[asyncio.Task[None]] = []
             try:
                 if any(self._needs_refresh(s) for s in sources):
-                    poller.sources_ready = False
+                    poller.expect_sources()
                     first = asyncio.create_task(self._refresh_all(poller, sources))
                     stopping = asyncio.create_task(stop.wait())
                     await asyncio.wait({first, stopping}, return_when=asyncio.FIRST_COMPLETED)
                     first.cancel()
                     stopping.cancel()
-                    poller.sources_ready = True
+                    poller.sources_arrived()
                 tasks = [
                     spawn(self._source_loop(s, poller, sources, stop), f"source {s.owner_key}")
                     for s in sources

@@ -169,6 +169,17 @@ class CloudClient:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._urls: dict[str, tuple[httpx.URL, str]] = {}
+        # The credential providers task lists name by `credentials_id`.
+        self.providers: dict[str, CredentialProvider] = {}
+        self._provider_ids: dict[int, str] = {}
+
+    def register_credentials(self, provider: CredentialProvider) -> str:
+        """The ID task lists name `provider` by (one per provider, however often asked)."""
+        found = self._provider_ids.get(id(provider))
+        if found is None:
+            found = self._provider_ids[id(provider)] = f"credentials/{len(self.providers)}"
+            self.providers[found] = provider
+        return found
 
     def parsed(self, url_text: str) -> tuple[httpx.URL, str]:
         """A URL and its endpoint key, parsed once (every poll asks for the same ones)."""
@@ -186,7 +197,7 @@ class CloudClient:
 
     async def get_json(self, target: TaskList, params: dict[str, str]) -> Any:
         return await self.request_json(
-            target.url, params, target.credentials, target.service, target.region
+            target.url, params, self.providers[target.credentials_id], target.service, target.region
         )
 
     async def request_json(

@@ -18,10 +18,16 @@ from typing import Any
 import httpx
 
 from exporter.logs import register_secret
-from exporter.replies import Reply, ReplyError, clean_text, parse_json, read_reply
+from exporter.replies import (
+    Reply,
+    ReplyError,
+    clean_text,
+    parse_json,
+    parse_timestamp,
+    read_reply,
+)
 from exporter.selfmetrics import SelfMetrics
 from exporter.signing import AkSkAuth
-from exporter.tasks import parse_timestamp
 
 log = logging.getLogger(__name__)
 

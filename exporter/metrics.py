@@ -28,8 +28,8 @@ from exporter.tasklists import TASKLIST_LABELS
 
 if TYPE_CHECKING:
     from exporter.counting import TaskSummary
+    from exporter.instances import DiscoveryHealth, InstanceInfo
     from exporter.snapshot import ExporterSnapshot, SnapshotStore
-    from exporter.sources import DiscoveryHealth, InstanceInfo
 
 FamilyType = Literal["gauge", "counter", "histogram"]
 

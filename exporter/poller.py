@@ -53,11 +53,25 @@ class Poller:
         self._endpoint_slots = max(1, (config.http.max_concurrency + 1) // 2)
         self._endpoint_sems: dict[str, asyncio.Semaphore] = {}
         self.started_monotonic = time.monotonic()
-        self.last_activity: float | None = None  # monotonic: a poll or a source refresh
-        self.sources_ready = True  # the app sets it False until the first source refresh
+        self._last_activity: float | None = None  # monotonic: a poll or a source refresh
+        self._sources_ready = True  # False from expect_sources() to sources_arrived()
         self._attempted: set[str] = set()
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._stop: asyncio.Event | None = None
+
+    # -- health inputs from the app -----------------------------------------------------
+
+    def note_activity(self) -> None:
+        """A source refresh finished: for health, the exporter is alive (as after a poll)."""
+        self._last_activity = time.monotonic()
+
+    def expect_sources(self) -> None:
+        """Not ready until `sources_arrived()`: task lists are still being discovered."""
+        self._sources_ready = False
+
+    def sources_arrived(self) -> None:
+        """The first refresh of every source is over (or given up on): readiness may follow."""
+        self._sources_ready = True
 
     # -- start-up -----------------------------------------------------------------------
 
@@ -211,7 +225,7 @@ class Poller:
             )
             error = f"internal error: {type(exc).__name__}"
         finally:
-            self.last_activity = time.monotonic()
+            self._last_activity = time.monotonic()
             self._attempted.add(target.key)
         log.warning("poll failed", extra={"fields": {"target": target.key, "error": error}})
         self.snapshots.update_target(
@@ -281,7 +295,7 @@ class Poller:
     def healthy(self) -> tuple[bool, str]:
         """Alive when some poll finished within three intervals (or we just started)."""
         limit = 3 * self.config.poll_interval
-        ref = max(self.last_activity or 0.0, self.started_monotonic)
+        ref = max(self._last_activity or 0.0, self.started_monotonic)
         age = time.monotonic() - ref
         if age > limit:
             return False, f"no poll finished for {age:.0f}s (limit {limit:.0f}s)"
@@ -289,4 +303,4 @@ class Poller:
 
     def ready(self) -> bool:
         """Ready once the sources were read and every task list has been polled once."""
-        return self.sources_ready and set(self.task_lists) <= self._attempted
+        return self._sources_ready and set(self.task_lists) <= self._attempted

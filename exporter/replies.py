@@ -13,6 +13,7 @@ import json
 import re
 import zlib
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from itertools import accumulate
 from typing import Any
 
@@ -214,3 +215,40 @@ def parse_json(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     if json_depth(body) > max_depth:
         raise TooDeep(f"the answer's JSON nests deeper than {max_depth} levels")
     return json.loads(body)
+
+
+# The APIs' timestamps (tasks, IAM tokens, metadata keys): read leniently, UTC by default.
+_TS_RE = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?"
+    r"\s*(Z|[+-]\d{2}:?\d{2})?$"
+)
+
+
+def parse_timestamp(value: Any) -> float | None:
+    """Parse the APIs' `2020-06-17T07:38:42.503Z` (and close variants) to epoch seconds.
+
+    A timestamp without a zone is taken as UTC, as the APIs document UTC everywhere.
+    Anything unreadable gives None rather than an exception.
+    """
+    if not isinstance(value, str):
+        return None
+    m = _TS_RE.match(value.strip())
+    if not m:
+        return None
+    year, month, day, hour, minute, second, frac, zone = m.groups()
+    try:
+        tz = timezone.utc
+        if zone and zone != "Z":
+            sign = 1 if zone[0] == "+" else -1
+            digits = zone[1:].replace(":", "")
+            offset_min = int(digits[:2]) * 60 + int(digits[2:])
+            tz = timezone(sign * timedelta(minutes=offset_min))
+        dt = datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=tz
+        )
+    except ValueError:
+        return None
+    ts = dt.timestamp()
+    if frac:
+        ts += int(frac) / 10 ** len(frac)
+    return ts

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 from exporter.counting import TaskSummary
 from exporter.exposition import ExpositionStore
+from exporter.instances import DiscoveryHealth, InstanceInfo
 from exporter.metrics import (
     TaskFamilies,
     format_bound,
@@ -26,7 +27,6 @@ from exporter.metrics import (
     render_status,
     render_summary,
 )
-from exporter.sources import DiscoveryHealth, InstanceInfo
 from exporter.state import HistogramRow
 from exporter.tasklists import TASKLIST_LABELS, TaskList
 from exporter.tasks import ZERO_INITIALIZED_STATUSES

@@ -14,7 +14,6 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -37,6 +36,7 @@ from exporter.credentials import (
     MetadataKeys,
     StaticKeys,
 )
+from exporter.instances import DiscoveryHealth, InstanceInfo
 from exporter.replies import clean_text
 from exporter.selfmetrics import SelfMetrics
 from exporter.sharding import UNSHARDED, Shard
@@ -49,30 +49,6 @@ DMS_ENGINES = {"kafka": "kafka", "rabbitmq": "rabbitmq", "rocketmq": "reliabilit
 DCS_LIST_LIMIT = 100
 DMS_LIST_LIMIT = 50
 DMS_OFFSET_PAST_END = "DMS.40050010"
-
-
-@dataclass(frozen=True, slots=True)
-class InstanceInfo:
-    """An instance as a list-instances API describes it."""
-
-    service: str
-    region: str
-    project_id: str
-    instance_id: str
-    name: str
-    engine: str
-    engine_version: str
-    status: str
-    tags: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class DiscoveryHealth:
-    service: str
-    region: str
-    project_id: str  # empty while the project is not resolved
-    up: bool
-    error: str | None = None
 
 
 def _text(value: Any) -> str:
@@ -182,6 +158,7 @@ class Target:
         self.config = tc
         self.credentials = credentials
         self.client = client
+        self.credentials_id = client.register_credentials(credentials)
         self.project_id: str | None = tc.project_id
         self.project_error: str | None = None
         # Per discovered service: the instances of the last listing that worked.
@@ -393,7 +370,7 @@ class Target:
             instance_id=instance_id,
             instance_name=name,
             base_url=self.config.endpoint(dialect),  # type: ignore[arg-type]
-            credentials=self.credentials,
+            credentials_id=self.credentials_id,
         )
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from exporter.credentials import CredentialProvider
-
 Dialect = Literal["dcs", "dms"]
 Kind = Literal["instance", "task_center"]
 
@@ -31,7 +29,9 @@ class TaskList:
     instance_id: str
     instance_name: str
     base_url: str
-    credentials: CredentialProvider = field(compare=False, repr=False)
+    # Which credentials sign its requests: a key of `CloudClient.providers` (the value
+    # object holds no live provider, only what names one).
+    credentials_id: str = field(compare=False)
 
     @property
     def dialect(self) -> Dialect:

@@ -11,15 +11,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from exporter.change import summarize_change
-from exporter.replies import clean_text
+from exporter.replies import clean_text, parse_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -40,41 +38,6 @@ MAX_USER_CHARS = 64
 # A timestamp further ahead of this clock than this is not believed (and left unknown): a task
 # dated 2999 would otherwise be the latest to finish for ever.
 MAX_FUTURE_SKEW = 3600.0
-
-_TS_RE = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?"
-    r"\s*(Z|[+-]\d{2}:?\d{2})?$"
-)
-
-
-def parse_timestamp(value: Any) -> float | None:
-    """Parse the APIs' `2020-06-17T07:38:42.503Z` (and close variants) to epoch seconds.
-
-    A timestamp without a zone is taken as UTC, as the APIs document UTC everywhere.
-    Anything unreadable gives None rather than an exception.
-    """
-    if not isinstance(value, str):
-        return None
-    m = _TS_RE.match(value.strip())
-    if not m:
-        return None
-    year, month, day, hour, minute, second, frac, zone = m.groups()
-    try:
-        tz = timezone.utc
-        if zone and zone != "Z":
-            sign = 1 if zone[0] == "+" else -1
-            digits = zone[1:].replace(":", "")
-            offset_min = int(digits[:2]) * 60 + int(digits[2:])
-            tz = timezone(sign * timedelta(minutes=offset_min))
-        dt = datetime(
-            int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=tz
-        )
-    except ValueError:
-        return None
-    ts = dt.timestamp()
-    if frac:
-        ts += int(frac) / 10 ** len(frac)
-    return ts
 
 
 def normalize_status(value: Any) -> str:

@@ -24,11 +24,10 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.counting import Failure, TaskRow, summarize
-from exporter.credentials import StaticKeys
 from exporter.exposition import MetricsApp
+from exporter.instances import DiscoveryHealth, InstanceInfo
 from exporter.metrics import TaskCollector, TaskFamilies
 from exporter.snapshot import SnapshotStore, TargetSnapshot
-from exporter.sources import DiscoveryHealth, InstanceInfo
 from exporter.state import HistogramRow
 from exporter.tasklists import TaskList, tasklist_key
 from tests.conftest import (
@@ -57,7 +56,7 @@ def _target(service: str, instance_id: str, name: str, kind: str = "instance") -
         instance_id=instance_id,
         instance_name=name,
         base_url="http://127.0.0.1:1",
-        credentials=StaticKeys("AK", "SK", None),
+        credentials_id="credentials/0",
     )
 
 

@@ -44,7 +44,7 @@ from tests.conftest import (
 GUARD = 20.0
 
 
-def _target(base_url: str, service: str = "dcs") -> TaskList:
+def _target(base_url: str, credentials_id: str, service: str = "dcs") -> TaskList:
     return TaskList(
         key=f"{service}/r/{PROJECT}/inst-1",
         kind="instance",
@@ -54,7 +54,7 @@ def _target(base_url: str, service: str = "dcs") -> TaskList:
         instance_id="inst-1",
         instance_name="",
         base_url=base_url,
-        credentials=StaticKeys(ACCESS_KEY, SECRET_KEY, None),
+        credentials_id=credentials_id,
     )
 
 
@@ -66,7 +66,8 @@ def _fetch(base_url: str, since: float, service: str = "dcs", **http: Any) -> Fe
     async def go() -> FetchResult:
         async with httpx.AsyncClient() as client:
             cloud = CloudClient(client, settings, SelfMetrics(CollectorRegistry()))
-            target = _target(base_url, service)
+            keys = cloud.register_credentials(StaticKeys(ACCESS_KEY, SECRET_KEY, None))
+            target = _target(base_url, keys, service)
             return await asyncio.wait_for(TaskReader(cloud).fetch_tasks(target, since), GUARD)
 
     return asyncio.run(go())

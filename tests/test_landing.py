@@ -16,7 +16,6 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.counting import TaskSummary
-from exporter.credentials import StaticKeys
 from exporter.exposition import MetricsApp
 from exporter.metrics import TaskFamilies
 from exporter.server import LANDING_CSP, LANDING_MAX_ROWS, App, HttpServer
@@ -73,7 +72,7 @@ def _target(service: str, instance_id: str, name: str) -> TaskList:
         instance_id=instance_id,
         instance_name=name,
         base_url="http://127.0.0.1:1",
-        credentials=StaticKeys("AK", "SK", None),
+        credentials_id="credentials/0",
     )
 
 

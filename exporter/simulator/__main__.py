@@ -13,8 +13,12 @@ import signal
 import sys
 import threading
 
-from exporter.demo import demo_config_text
-from exporter.simulator.fleet import DEMO_ACCESS_KEY, demo_world, generated_world
+from exporter.simulator.fleet import (
+    DEMO_ACCESS_KEY,
+    demo_config_text,
+    demo_world,
+    generated_world,
+)
 from exporter.simulator.server import Simulator
 
 # The default secret key: fixed, so that a config printed by one run matches a simulator

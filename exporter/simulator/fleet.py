@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import yaml
+
 from exporter.simulator.world import Churn, Service, World
 
 DEMO_PROJECT = "0f5c1a2b3c4d4e5f8a9b0c1d2e3f4a5b"
@@ -92,3 +94,40 @@ def generated_world(
     for i in range(instances):
         world.add_instance(services[i % 4], f"inst-{i:04d}", project_id)
     return world
+
+
+def demo_config_text(
+    world: World,
+    dcs_url: str,
+    dms_url: str,
+    access_key: str,
+    secret_key: str,
+    poll_interval: str,
+    state_path: str,
+) -> str:
+    """An exporter configuration for every instance of `world`, plus its task center."""
+    projects: dict[str, list[dict[str, str]]] = {}
+    with world.lock:
+        for inst in world.instances.values():
+            projects.setdefault(inst.project_id, []).append(
+                {"service": inst.service, "id": inst.id, "name": inst.name}
+            )
+    doc = {
+        "poll_interval": poll_interval,
+        "lookback": "24h",
+        "overlap": "1m",
+        "state_path": state_path,
+        "credentials": {"access_key": access_key, "secret_key": secret_key},
+        "http": {"requests_per_second": 50, "burst": 50},
+        "targets": [
+            {
+                "region": world.region,
+                "project_id": project,
+                "endpoints": {"dcs": dcs_url, "dms": dms_url},
+                "task_center": True,
+                "instances": instances,
+            }
+            for project, instances in sorted(projects.items())
+        ],
+    }
+    return "# generated for the simulator\n" + yaml.safe_dump(doc, sort_keys=False)
