@@ -13,7 +13,6 @@ import logging
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -155,8 +154,6 @@ class CloudClient:
         http: httpx.AsyncClient,
         settings: HttpSettings,
         metrics: SelfMetrics,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        rng: random.Random | None = None,
         direct: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.http = http
@@ -166,8 +163,6 @@ class CloudClient:
         self.settings = settings
         self.metrics = metrics
         self.limiters = HostLimiters(settings.requests_per_second, settings.burst)
-        self._sleep = sleep
-        self._rng = rng or random.Random()
         self._urls: dict[str, tuple[httpx.URL, str]] = {}
         # The credential providers task lists name by `credentials_id`.
         self.providers: dict[str, CredentialProvider] = {}
@@ -193,7 +188,7 @@ class CloudClient:
 
     def _backoff(self, attempt: int) -> float:
         base = min(self.settings.backoff_max, self.settings.backoff_initial * 2.0**attempt)
-        return base * (0.5 + self._rng.random() / 2)
+        return base * (0.5 + random.random() / 2)
 
     async def get_json(self, target: TaskList, params: dict[str, str]) -> Any:
         return await self.request_json(
@@ -271,6 +266,6 @@ class CloudClient:
                 "retrying",
                 extra={"fields": {"url": url.path, "error": str(last), "delay": round(delay, 3)}},
             )
-            await self._sleep(delay)
+            await asyncio.sleep(delay)
         assert last is not None
         raise last

@@ -31,8 +31,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class FetchResult:
     tasks: list[Task]
-    requests: int = 0
-    pages: int = 0
+    pages: int = 0  # one request each
 
 
 class TaskReader:
@@ -96,7 +95,6 @@ class TaskReader:
                     self.dms_first_index[host] = index = 1
                     continue
                 raise
-            result.requests += 1
             result.pages += 1
             try:
                 page, raw_count, total = parse_page(body)

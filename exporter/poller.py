@@ -10,7 +10,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import httpx
 
@@ -38,7 +38,6 @@ class Poller:
         client: CloudClient,
         snapshots: SnapshotStore,
         metrics: SelfMetrics,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.task_lists: dict[str, TaskList] = {}
@@ -47,7 +46,6 @@ class Poller:
         self.reader = TaskReader(client)
         self.snapshots = snapshots
         self.metrics = metrics
-        self.clock = clock
         self.sem = asyncio.Semaphore(config.http.max_concurrency)
         # Per endpoint (host:port), at most half the slots: a hanging endpoint cannot take them all.
         self._endpoint_slots = max(1, (config.http.max_concurrency + 1) // 2)
@@ -102,7 +100,7 @@ class Poller:
             TargetSnapshot(
                 target,
                 last_success=state.last_success,
-                summary=self._summary(target, state, self.clock()),
+                summary=self._summary(target, state, time.time()),
             )
         )
 
@@ -160,14 +158,14 @@ class Poller:
     # -- one poll -----------------------------------------------------------------------
 
     async def poll(self, target: TaskList) -> bool:
-        started = self.clock()
+        started = time.time()
         mono = time.monotonic()
         error: str | None = None
         try:
             state = self.store.load_target(target.key)
             since = window_start(state, started, self.config)
             fetched = await self.reader.fetch_tasks(target, since)
-            now = self.clock()
+            now = time.time()
             merged = merge(
                 target,
                 state,
@@ -202,7 +200,7 @@ class Poller:
                     extra={
                         "fields": {
                             "target": target.key,
-                            "requests": fetched.requests,
+                            "requests": fetched.pages,
                             "tasks": len(fetched.tasks),
                             "counted": merged.counted,
                             "baseline": state.baseline_at is None,
@@ -232,7 +230,7 @@ class Poller:
             target.key,
             polled=True,
             up=False,
-            last_attempt=self.clock(),
+            last_attempt=time.time(),
             poll_duration=time.monotonic() - mono,
             last_error=error,
         )

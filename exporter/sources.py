@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import httpx
@@ -100,14 +99,12 @@ class ProviderCache:
         self,
         http: httpx.AsyncClient,
         metadata_http: httpx.AsyncClient,
-        clock: Callable[[], float] = time.time,
         *,
         metrics: SelfMetrics | None = None,
         timeout: float = 10.0,
     ) -> None:
         self.http = http
         self.metadata_http = metadata_http
-        self.clock = clock
         self.metrics = metrics  # IAM and metadata requests are counted like the others
         self.timeout = timeout
         self._cache: dict[tuple[Any, ...], CredentialProvider] = {}
@@ -130,7 +127,6 @@ class ProviderCache:
             return MetadataKeys(
                 self.metadata_http,
                 creds.url,
-                self.clock,
                 metrics=self.metrics,
                 timeout=self.timeout,
             )
@@ -142,7 +138,6 @@ class ProviderCache:
             creds.secret(),
             tc.region,
             tc.project_id,
-            self.clock,
             metrics=self.metrics,
             timeout=self.timeout,
         )

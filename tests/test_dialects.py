@@ -66,7 +66,7 @@ async def _fetch(
         for target in all_task_lists(sources):
             result = await reader.fetch_tasks(target, since)
             out[target.key] = [t.id for t in result.tasks]
-            requests += result.requests
+            requests += result.pages
     return out, requests
 
 
