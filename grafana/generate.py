@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 Json = dict[str, Any]
 
@@ -45,8 +48,32 @@ INCREASE_10M = "huaweicloud_task:finished:increase10m"
 INCREASE_1D = "huaweicloud_task:finished:increase1d"
 INCREASE_1H = "huaweicloud_task:finished:increase1h"
 UNFINISHED_AGE = "huaweicloud_task:unfinished_age_seconds"
-# Matches HuaweiCloudTaskStuck's default threshold (huaweicloud-task.stuck-thresholds.yml).
-STUCK_DEFAULT_SECONDS = 1800
+STUCK_THRESHOLDS_FILE = (
+    Path(__file__).resolve().parent.parent
+    / "deploy"
+    / "prometheus"
+    / "rules"
+    / "huaweicloud-task.stuck-thresholds.yml"
+)
+STUCK_DEFAULT_RECORD = "huaweicloud_task:stuck_threshold_default_seconds"
+
+
+def stuck_default_seconds(path: Path = STUCK_THRESHOLDS_FILE) -> float:
+    """HuaweiCloudTaskStuck's default threshold, read from the rules file that sets it (one
+    place for the number: the dashboards draw the line the alert uses)."""
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            if rule.get("record") == STUCK_DEFAULT_RECORD:
+                m = re.fullmatch(r"\s*vector\(\s*([0-9.]+)\s*\)\s*", str(rule["expr"]))
+                if m is None:
+                    raise ValueError(f"{path}: {STUCK_DEFAULT_RECORD} is not vector(<seconds>)")
+                value = float(m.group(1))
+                return int(value) if value.is_integer() else value
+    raise ValueError(f"{path}: no {STUCK_DEFAULT_RECORD} rule")
+
+
+STUCK_DEFAULT_SECONDS = stuck_default_seconds()
 # The labels of one task name on one task list: what the info series are unique by.
 TASK_LIST_NAME = "cloud_service, region, project_id, instance_id, task_name"
 # The context labels of the info series, and the series themselves.
