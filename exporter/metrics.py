@@ -2,14 +2,14 @@
 
 Each family is declared here with its name, type, help and labels; the pre-rendered
 exposition (`exporter.exposition`), its `describe()` and the reference rendering through
-prometheus_client (`TaskCollector`, which tests compare against) all derive from these
+prometheus_client (`exporter.reference`, which tests compare against) all derive from these
 declarations. Lines are rendered when what they show changes (`exporter.snapshot`), never
 at scrape time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -19,7 +19,6 @@ from prometheus_client.metrics_core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString as _float_to_go_string
 
 from exporter.config import format_duration
@@ -29,7 +28,7 @@ from exporter.tasklists import TASKLIST_LABELS
 if TYPE_CHECKING:
     from exporter.counting import TaskSummary
     from exporter.instances import DiscoveryHealth, InstanceInfo
-    from exporter.snapshot import ExporterSnapshot, SnapshotStore
+
 
 FamilyType = Literal["gauge", "counter", "histogram"]
 
@@ -334,7 +333,7 @@ def render_discovery(
     """The lines of the discovery families."""
     return {
         f.info.name: _lines(
-            f"{f.info.name}{{{render_labels(INFO_LABELS, _info_values(i))}}} 1.0\n"
+            f"{f.info.name}{{{render_labels(INFO_LABELS, info_values(i))}}} 1.0\n"
             for i in instances
         ),
         f.discovery.name: _lines(
@@ -346,7 +345,7 @@ def render_discovery(
     }
 
 
-def _info_values(i: InstanceInfo) -> tuple[str, ...]:
+def info_values(i: InstanceInfo) -> tuple[str, ...]:
     return (
         i.service,
         i.region,
@@ -357,102 +356,3 @@ def _info_values(i: InstanceInfo) -> tuple[str, ...]:
         i.engine_version,
         i.status,
     )
-
-
-# -- the reference rendering ---------------------------------------------------------------
-
-
-class TaskCollector(Collector):
-    """The task families through prometheus_client's own objects, built from a snapshot.
-
-    The exporter serves the pre-rendered lines instead (they cost a scrape nothing); this
-    collector is the reference they are checked against, and what a benchmark renders with
-    `generate_latest` to compare.
-    """
-
-    def __init__(self, snapshots: SnapshotStore, families: TaskFamilies) -> None:
-        self.snapshots = snapshots
-        self.families = families
-
-    def describe(self) -> Iterator[Metric]:
-        for family in self.families.all:
-            yield family.prometheus_family()
-
-    def collect(self) -> Iterator[Metric]:
-        yield from collect_snapshot(self.families, self.snapshots.current)
-
-
-def _gauge(family: Family) -> GaugeMetricFamily:
-    return GaugeMetricFamily(family.name, family.help, labels=family.labels)
-
-
-def collect_snapshot(f: TaskFamilies, snap: ExporterSnapshot) -> Iterator[Metric]:
-    """Every task family of `snap` as prometheus_client objects with their samples."""
-    recent, last_duration, last_finished = (
-        _gauge(f.recent),
-        _gauge(f.last_duration),
-        _gauge(f.last_finished),
-    )
-    last_status, oldest, up = _gauge(f.last_status), _gauge(f.oldest), _gauge(f.up)
-    last_failure, oldest_info = _gauge(f.last_failure), _gauge(f.oldest_info)
-    last_success, poll_duration = _gauge(f.last_success), _gauge(f.poll_duration)
-    finished = CounterMetricFamily(f.finished.name, f.finished.help, labels=f.finished.labels)
-    for ts in snap.targets:
-        tl = list(ts.target.labels)
-        s = ts.summary
-        for name, status, count in s.recent:
-            recent.add_metric([*tl, name, status], count)
-        for name, status, count in s.finished:
-            finished.add_metric([*tl, name, status], count)
-        for name, duration, when in s.last_finished:
-            if duration is not None:
-                last_duration.add_metric([*tl, name], duration)
-            last_finished.add_metric([*tl, name], when)
-        for name, status in s.last_status:
-            last_status.add_metric([*tl, name, status], 1)
-        for name, created in s.oldest_unfinished:
-            oldest.add_metric([*tl, name], created)
-        for name, task_id, user, change, _ in s.last_failure:
-            last_failure.add_metric([*tl, name, task_id, user, change], 1)
-        for name, task_id, user, change in s.oldest_unfinished_info:
-            oldest_info.add_metric([*tl, name, task_id, user, change], 1)
-        if ts.polled:
-            up.add_metric(tl, 1 if ts.up else 0)
-            if ts.poll_duration is not None:
-                poll_duration.add_metric(tl, ts.poll_duration)
-        if ts.last_success is not None:
-            last_success.add_metric(tl, ts.last_success)
-    durations = HistogramMetricFamily(f.durations.name, f.durations.help, labels=f.durations.labels)
-    bounds = (*map(format_bound, snap.bucket_bounds), "+Inf")
-    for h in snap.histograms:
-        cumulative = 0
-        buckets: list[tuple[str, float]] = []
-        for bound, n in zip(bounds, h.buckets, strict=True):
-            cumulative += n
-            buckets.append((bound, cumulative))
-        durations.add_metric(list(h.labels), buckets, h.sum)
-    info, discovery = _gauge(f.info), _gauge(f.discovery)
-    for i in snap.instances:
-        info.add_metric(list(_info_values(i)), 1)
-    for d in snap.discovery:
-        discovery.add_metric([d.service, d.region, d.project_id], 1 if d.up else 0)
-    by_name: dict[str, Metric] = {
-        m.name: m
-        for m in (
-            recent,
-            finished,
-            durations,
-            last_duration,
-            last_finished,
-            last_status,
-            oldest,
-            last_failure,
-            oldest_info,
-            up,
-            last_success,
-            poll_duration,
-            info,
-            discovery,
-        )
-    }
-    yield from (by_name[family.name] for family in f.all)

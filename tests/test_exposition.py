@@ -26,7 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.counting import Failure, TaskRow, summarize
 from exporter.exposition import MetricsApp
 from exporter.instances import DiscoveryHealth, InstanceInfo
-from exporter.metrics import TaskCollector, TaskFamilies
+from exporter.metrics import TaskFamilies
+from exporter.reference import TaskCollector
 from exporter.snapshot import SnapshotStore, TargetSnapshot
 from exporter.state import HistogramRow
 from exporter.tasklists import TaskList, tasklist_key
