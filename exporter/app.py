@@ -1,4 +1,4 @@
-"""Wires config → sources → poller → state → snapshot → collector → HTTP, and runs them."""
+"""Wires config → sources → poller → state → snapshot → exposition → HTTP, and runs them."""
 
 from __future__ import annotations
 
