@@ -24,6 +24,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.simulator import Simulator, World
+from tests.sdk_verifier import sdk_check
 
 ACCESS_KEY = "TESTACCESSKEY0000001"
 SECRET_KEY = "test-secret-key-3f9a8b7c6d5e4f3a2b1c"
@@ -44,6 +45,16 @@ class Sim:
     @property
     def dms_url(self) -> str:
         return self.server.dms_url
+
+
+@pytest.fixture(autouse=True, scope="session")
+def sdk_signature_check() -> Iterator[None]:
+    """Every simulator a test starts checks signatures with the official SDK's signer, not with
+    the exporter's own code (which would accept a bug both share)."""
+    shipped = Simulator.default_signature_check
+    Simulator.default_signature_check = sdk_check
+    yield
+    Simulator.default_signature_check = shipped
 
 
 @pytest.fixture

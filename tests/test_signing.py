@@ -1,17 +1,25 @@
-"""The signer against the official SDK's Signer, and against the simulator's gateway check."""
+"""The signer against the official SDK's Signer, and the simulator's gateway check (which the
+tests run on the SDK's signer too)."""
 
 from __future__ import annotations
 
 import random
 import string
+import subprocess
+import sys
+from urllib.parse import quote
 
 import httpx
 import pytest
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 
+from exporter import signing
 from exporter.signing import UNSIGNED_HEADERS, AkSkAuth
-from tests.conftest import ACCESS_KEY, PROJECT, SECRET_KEY, Sim
+from exporter.simulator import Simulator, World
+from exporter.simulator.auth import SignatureCheck, exporter_check
+from tests.conftest import ACCESS_KEY, PROJECT, REGION, ROOT, SECRET_KEY, Sim
+from tests.sdk_verifier import sdk_check
 
 # Pure logic and the simulator in-process: run on every supported Python.
 pytestmark = pytest.mark.smoke
@@ -151,3 +159,45 @@ def test_simulator_requires_the_security_token_of_temporary_keys(sim: Sim) -> No
     assert good.status_code == 200
     assert bad.status_code == 401
     assert none.status_code == 401
+
+
+def test_every_test_simulator_checks_signatures_with_the_sdk(sim: Sim) -> None:
+    assert sim.server.signature_check is sdk_check
+    with Simulator(World(seed=1)) as other:
+        assert other.signature_check is sdk_check
+        assert all(s.signature_check is sdk_check for s in other.servers.values())
+
+
+def test_shipped_simulator_checks_with_the_exporter_code_and_never_imports_the_sdk() -> None:
+    code = (
+        "import sys\n"
+        "import exporter.cli, exporter.demo, exporter.simulator.__main__\n"
+        "from exporter.simulator import Simulator\n"
+        "from exporter.simulator.auth import exporter_check\n"
+        "assert Simulator.default_signature_check is exporter_check\n"
+        "assert not [m for m in sys.modules if m.startswith('huaweicloudsdk')], sys.modules\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(("check", "expected"), [(exporter_check, 200), (sdk_check, 401)])
+def test_sdk_check_catches_a_bug_shared_by_the_signer_and_the_exporter_check(
+    monkeypatch: pytest.MonkeyPatch, check: SignatureCheck, expected: int
+) -> None:
+    """A signer leaving `!` unescaped in the canonical query (RFC 3986 reserves it): the
+    exporter-based check shares the bug and accepts; the SDK's signer refuses."""
+    monkeypatch.setattr(signing, "_encode", lambda text: quote(text, safe="~!"))
+    world = World(seed=3, region=REGION)
+    world.add_credentials(ACCESS_KEY, SECRET_KEY)
+    inst = world.add_instance("dcs", "r1", PROJECT)
+    with Simulator(world, signature_check=check) as server, httpx.Client() as client:
+        resp = client.get(
+            f"{server.dcs_url}/v2/{PROJECT}/instances/{inst.id}/tasks",
+            params={"offset": 0, "limit": 10, "start_time": "20260101000000", "x": "a!b"},
+            auth=AkSkAuth(ACCESS_KEY, SECRET_KEY),
+        )
+    assert "x=a!b" in str(resp.request.url)
+    assert resp.status_code == expected

@@ -3,6 +3,11 @@
 It rebuilds the canonical request from what came over the wire (the raw path and query, the
 headers the client says it signed), so a client that signs one thing and sends another fails
 here as it would on the real gateway.
+
+The signature itself is recomputed by a pluggable `SignatureCheck`. The shipped default
+(`exporter_check`) reuses `exporter.signing`, so the simulator needs nothing beyond the package;
+the test suite installs one built on the official SDK's signer instead, so that a bug shared by
+the exporter's signer and this check cannot pass the end-to-end tests.
 """
 
 from __future__ import annotations
@@ -10,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import parse_qsl
 
@@ -19,6 +25,37 @@ from exporter.signing import canonical_query, canonical_request, signature, stri
 _AUTH_RE = re.compile(
     r"^SDK-HMAC-SHA256\s+Access=([^,\s]+),\s*SignedHeaders=([^,\s]+),\s*Signature=([0-9a-f]+)$"
 )
+
+
+@dataclass(frozen=True)
+class Received:
+    """A signed request as it came over the wire, for a `SignatureCheck` to recompute."""
+
+    method: str
+    raw_path: str
+    raw_query: str
+    headers: dict[str, str]
+    """The signed headers only (lower-cased names, in `SignedHeaders` order), values as sent."""
+    body: bytes
+    authorization: str
+    """The `Authorization` header as sent (stripped)."""
+    access_key: str
+    signature: str
+
+
+SignatureCheck = Callable[[Received, str], bool]
+"""True when the request is correctly signed with the given secret key."""
+
+
+def exporter_check(request: Received, secret_key: str) -> bool:
+    """The signature recomputed with the exporter's own signing code (no SDK needed)."""
+    query = canonical_query(parse_qsl(request.raw_query, keep_blank_values=True))
+    payload = hashlib.sha256(request.body).hexdigest()
+    canonical, _ = canonical_request(
+        request.method, request.raw_path, query, request.headers, payload
+    )
+    expected = signature(secret_key, string_to_sign(canonical, request.headers["x-sdk-date"]))
+    return hmac.compare_digest(expected, request.signature)
 
 
 class AuthFailure(Exception):
@@ -37,6 +74,7 @@ def verify(
     credentials: Mapping[str, tuple[str, str | None, float | None]],
     now: float,
     max_skew: float,
+    check: SignatureCheck = exporter_check,
 ) -> str:
     """Return the access key of a correctly signed request, or raise AuthFailure.
 
@@ -93,13 +131,17 @@ def verify(
             "APIG.0301",
             f"Incorrect IAM authentication information: signed header {missing[0]} not sent",
         )
-    query = canonical_query(parse_qsl(raw_query, keep_blank_values=True))
-    payload = hashlib.sha256(body).hexdigest()
-    canonical, _ = canonical_request(
-        method, raw_path, query, {n: headers[n] for n in names}, payload
+    received = Received(
+        method,
+        raw_path,
+        raw_query,
+        {n: headers[n] for n in names},
+        body,
+        auth.strip(),
+        access_key,
+        sig,
     )
-    expected = signature(secret_key, string_to_sign(canonical, headers["x-sdk-date"]))
-    if not hmac.compare_digest(expected, sig):
+    if not check(received, secret_key):
         raise AuthFailure(
             "APIG.0301", "Incorrect IAM authentication information: verify aksk signature fail"
         )

@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
-from exporter.simulator.auth import AuthFailure, verify
+from exporter.simulator.auth import AuthFailure, SignatureCheck, exporter_check, verify
 from exporter.simulator.world import (
     AUTO,
     Churn,
@@ -317,6 +317,7 @@ class _Handler(BaseHTTPRequestHandler):
                 credentials,
                 world.clock(),
                 world.options.signature_max_skew,
+                self.server.signature_check,
             )
         except AuthFailure as failure:
             raise ApiAnswer(401, failure.code, failure.message) from None
@@ -721,10 +722,12 @@ class _SimHTTPServer(ThreadingHTTPServer):
         world: World,
         listener: Listener,
         tls: ssl.SSLContext | None = None,
+        signature_check: SignatureCheck = exporter_check,
     ) -> None:
         super().__init__(address, _Handler)
         self.world = world
         self.listener = listener
+        self.signature_check = signature_check
         self.tls = tls is not None
         if tls is not None:
             # The handshake happens in the request's thread (finish_request), so a slow or
@@ -760,9 +763,14 @@ class Simulator:
 
     With `tls=(certfile, keyfile)`, DCS, DMS and IAM serve HTTPS; the metadata listener is
     always plain HTTP, as on a real ECS.
+
+    `signature_check` recomputes AK/SK signatures; without one, `default_signature_check`
+    (the exporter's own signing code) is used. The test suite replaces that default with the
+    official SDK's signer, so every simulator a test starts checks the exporter against it.
     """
 
     listeners: ClassVar[tuple[Listener, ...]] = ("dcs", "dms", "iam", "metadata")
+    default_signature_check: ClassVar[SignatureCheck] = exporter_check
 
     def __init__(
         self,
@@ -774,19 +782,23 @@ class Simulator:
         iam_port: int = 0,
         metadata_port: int = 0,
         tls: tuple[str, str] | None = None,
+        signature_check: SignatureCheck | None = None,
     ) -> None:
         self.world = world
         self.host = host
+        # Looked up on the class, so a plain function is not bound as a method.
+        self.signature_check = signature_check or Simulator.default_signature_check
+        check = self.signature_check
         context: ssl.SSLContext | None = None
         if tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(tls[0], tls[1])
         self.tls = tls
         self.servers: dict[Listener, _SimHTTPServer] = {
-            "dcs": _SimHTTPServer((host, dcs_port), world, "dcs", context),
-            "dms": _SimHTTPServer((host, dms_port), world, "dms", context),
-            "iam": _SimHTTPServer((host, iam_port), world, "iam", context),
-            "metadata": _SimHTTPServer((host, metadata_port), world, "metadata"),
+            "dcs": _SimHTTPServer((host, dcs_port), world, "dcs", context, check),
+            "dms": _SimHTTPServer((host, dms_port), world, "dms", context, check),
+            "iam": _SimHTTPServer((host, iam_port), world, "iam", context, check),
+            "metadata": _SimHTTPServer((host, metadata_port), world, "metadata", None, check),
         }
         self.threads = [
             threading.Thread(target=s.serve_forever, args=(0.05,), name=f"sim-{k}", daemon=True)
