@@ -1,7 +1,14 @@
-"""Exact counting, poll by poll: each `--once` run is one real poll against persisted state."""
+"""Exact counting, poll by poll: each poll is a fresh exporter against the persisted state.
+
+The first test runs each poll as `--once` in its own process (the CLI path, end to end); the
+others build a fresh `Exporter` per poll in-process, which reads and commits the same SQLite
+state and renders the same exposition, without a Python start-up per poll. The rules one by
+one are in tests/test_unit_counting.py.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from datetime import datetime, timezone
@@ -9,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from exporter.app import Exporter
+from exporter.config import load_config
 from exporter.simulator.world import MISSING, to_ms
 from tests.conftest import (
     PROJECT,
@@ -23,10 +32,21 @@ from tests.conftest import (
 FINISHED = "huaweicloud_task_finished_total"
 
 
-def once(config: Path) -> Metrics:
+def cli_once(config: Path) -> Metrics:
+    """One poll as `--once` in a process of its own: exit 0 and the exposition on stdout."""
     run = run_once(config)
     assert run.rc == 0, run.stderr
     return Metrics(run.stdout)
+
+
+def once(config: Path) -> Metrics:
+    """One poll in-process, as `--once` does it: a fresh exporter, one poll, closed."""
+    exporter = Exporter(load_config(config))
+    try:
+        assert asyncio.run(exporter.once())
+        return Metrics(exporter.exposition().decode("utf-8"))
+    finally:
+        exporter.close()
 
 
 @pytest.mark.smoke
@@ -48,7 +68,7 @@ def test_baseline_transition_and_between_polls(sim: Sim, tmp_path: Path) -> None
     )
 
     # Poll 1: the baseline. Finished tasks show in the gauges but are not counted.
-    m = once(cfg)
+    m = cli_once(cfg)
     # Counters exist from the start, at 0, for every task name seen and each final status,
     # so that the first failure of a name is an increase Prometheus can see.
     assert m.total(FINISHED) == 0
@@ -97,7 +117,7 @@ def test_baseline_transition_and_between_polls(sim: Sim, tmp_path: Path) -> None
     # EXECUTING -> FAILED between two polls: counted exactly once, last-task gauges set.
     failed_at = time.time()
     w.set_status(extend.id, "FAILED", at=failed_at)
-    m = once(cfg)
+    m = cli_once(cfg)
     assert m.value(FINISHED, instance_id=r1.id, task_name="EXTEND", status="FAILED") == 1
     assert m.total(FINISHED) == 1
     duration = to_ms(failed_at) - extend.created_at
@@ -123,14 +143,14 @@ def test_baseline_transition_and_between_polls(sim: Sim, tmp_path: Path) -> None
     # Created and finished between two polls: counted once, as is a DMS task finishing.
     w.add_task(r1.id, "modify", "SUCCESS", time.time() - 0.5, time.time())
     w.set_status(topic.id, "SUCCESS")
-    m = once(cfg)
+    m = cli_once(cfg)
     assert m.value(FINISHED, instance_id=r1.id, task_name="modify", status="SUCCESS") == 1
     assert m.value(FINISHED, instance_id=r1.id, task_name="EXTEND", status="FAILED") == 1
     assert m.value(FINISHED, instance_id=k1.id, task_name="modifyAutoTopic", status="SUCCESS") == 1
     assert m.total(FINISHED) == 3
 
     # Nothing new: nothing moves.
-    m = once(cfg)
+    m = cli_once(cfg)
     assert m.total(FINISHED) == 3
     assert m.total("huaweicloud_task_duration_seconds_count") == 3
 

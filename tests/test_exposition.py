@@ -78,8 +78,9 @@ def _summary(  # type: ignore[no-untyped-def]
     return summarize(rows, finished, now - 86400, zero, failures)
 
 
-def _populate(store: SnapshotStore, by_instance: bool) -> list[TaskList]:
-    now = time.time()
+def _populate(store: SnapshotStore, by_instance: bool, now: float | None = None) -> list[TaskList]:
+    """Every kind of series, hostile label values included; `now` fixed: a golden input."""
+    now = time.time() if now is None else now
     a = _target("dcs", "i-a", "redis-a")
     b = _target("kafka", "i-b", HOSTILE)
     c = _target("dcs", "", "", kind="task_center")

@@ -1,0 +1,287 @@
+"""The task-list paging dialects and the classification of errors, in-process.
+
+`TaskReader.fetch_tasks` is driven against a fake `get_json` (a list served under each
+reading of the references: DCS `offset`, DMS `start` from 0, from 1, or from 1 refusing 0),
+so every stop rule is checked by the requests it makes. tests/test_dialects.py runs the same
+readings end to end against the simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime, timezone
+from email.utils import format_datetime
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from exporter.cloudapi import ApiError, CloudClient, classify
+from exporter.config import HttpSettings
+from exporter.credentials import StaticKeys
+from exporter.dialects import TaskReader
+from exporter.replies import Reply
+from exporter.selfmetrics import SelfMetrics
+from exporter.tasklists import TaskList, tasklist_key
+
+pytestmark = pytest.mark.smoke
+
+NOW = datetime.now(timezone.utc).timestamp() // 60 * 60
+SINCE = NOW - 86400
+
+
+def _target(service: str) -> TaskList:
+    return TaskList(
+        key=tasklist_key("instance", service, "r1", "p1", "i1"),
+        kind="instance",
+        service=service,
+        region="r1",
+        project_id="p1",
+        instance_id="i1",
+        instance_name="",
+        base_url="http://cloud.test:8080",
+        credentials_id="credentials/0",
+    )
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _tasks(n: int, start: float = NOW - 60, step: float = 60) -> list[dict[str, Any]]:
+    """`n` tasks, newest first, one every `step` seconds."""
+    return [
+        {"id": f"t{i}", "name": "EXTEND", "status": "SUCCESS", "created_at": _iso(start - i * step)}
+        for i in range(n)
+    ]
+
+
+Handler = Callable[[dict[str, str]], Any]
+
+
+def listing(
+    tasks: list[dict[str, Any]],
+    param: str,
+    first: int = 0,
+    refuse_zero: bool = False,
+    count: str = "string",
+) -> Handler:
+    """A server paging `tasks` by `param`, whose first entry is at index `first`."""
+
+    def handle(params: dict[str, str]) -> Any:
+        index = int(params[param])
+        if refuse_zero and index == 0:
+            raise ApiError("HTTP 400 DMS.00400002: invalid start", status=400)
+        size = int(params["limit"])
+        begin = max(0, index - first)
+        page = tasks[begin : begin + size]
+        total: Any = len(tasks) if count == "int" else str(len(tasks))
+        body: dict[str, Any] = {"tasks": page}
+        if count != "none":
+            body["task_count"] = total
+        return body
+
+    return handle
+
+
+class Fake(CloudClient):
+    """A client whose requests are answered by a function and recorded."""
+
+    def __init__(self, handler: Handler, **settings: Any) -> None:
+        super().__init__(
+            httpx.AsyncClient(),
+            HttpSettings(**settings),
+            SelfMetrics(CollectorRegistry(auto_describe=False)),
+        )
+        self.register_credentials(StaticKeys("AK", "SK", None))  # "credentials/0"
+        self.handler = handler
+        self.sent: list[dict[str, str]] = []
+        self.reader = TaskReader(self)
+
+    async def get_json(self, target: TaskList, params: dict[str, str]) -> Any:
+        self.sent.append(dict(params))
+        return self.handler(params)
+
+    def fetch(self, service: str = "dcs", since: float = SINCE) -> list[str]:
+        return [t.id for t in asyncio.run(self.reader.fetch_tasks(_target(service), since)).tasks]
+
+    def indexes(self, param: str) -> list[int]:
+        return [int(p[param]) for p in self.sent]
+
+
+IDS7 = [f"t{i}" for i in range(7)]
+
+
+@pytest.mark.parametrize("count", ["string", "int", "none"])
+def test_dcs_pages_by_offset_with_the_window(count: str) -> None:
+    client = Fake(listing(_tasks(7), "offset", count=count), page_size=3)
+    assert client.fetch("dcs") == IDS7
+    assert client.indexes("offset") == [0, 3, 6]
+    window = datetime.fromtimestamp(SINCE, timezone.utc).strftime("%Y%m%d%H%M%S")
+    assert all(p["start_time"] == window and p["limit"] == "3" for p in client.sent)
+    assert all("start" not in p and "begin_time" not in p for p in client.sent)
+
+
+def test_dcs_full_last_page_stops_on_the_count_or_an_empty_page() -> None:
+    with_count = Fake(listing(_tasks(6), "offset"), page_size=3)
+    assert with_count.fetch() == IDS7[:6]
+    assert with_count.indexes("offset") == [0, 3]  # task_count says all are read
+    without = Fake(listing(_tasks(6), "offset", count="none"), page_size=3)
+    assert without.fetch() == IDS7[:6]
+    assert without.indexes("offset") == [0, 3, 6]  # only an empty page says so
+
+
+@pytest.mark.parametrize("first", [0, 1])
+def test_dms_start_read_from_0_or_1_gives_every_task_once(first: int) -> None:
+    client = Fake(listing(_tasks(7), "start", first=first), page_size=3)
+    assert client.fetch("kafka") == IDS7
+    # From 0, pages advance by what was received; a 1-based server repeats one task per
+    # page, which deduplication absorbs.
+    assert client.indexes("start") == [0, 3, 6]
+    assert all("begin_time" in p and "offset" not in p for p in client.sent)
+
+
+def test_dms_refusing_start_0_is_asked_again_from_1_and_remembered() -> None:
+    client = Fake(listing(_tasks(5), "start", first=1, refuse_zero=True), page_size=3)
+    assert client.fetch("kafka") == IDS7[:5]
+    assert client.indexes("start") == [0, 1, 4]
+    assert client.reader.dms_first_index == {"cloud.test:8080": 1}
+    client.sent.clear()
+    assert client.fetch("rabbitmq") == IDS7[:5]  # the same host: from 1 at once
+    assert client.indexes("start") == [1, 4]
+
+
+def test_a_400_after_the_first_page_or_on_dcs_is_an_error() -> None:
+    def later(params: dict[str, str]) -> Any:
+        if params["start"] != "0":
+            raise ApiError("HTTP 400", status=400)
+        return listing(_tasks(7), "start")(params)
+
+    with pytest.raises(ApiError, match="HTTP 400"):
+        Fake(later, page_size=3).fetch("kafka")
+    dcs = Fake(listing(_tasks(3), "offset", refuse_zero=True), page_size=3)
+    with pytest.raises(ApiError, match="HTTP 400"):
+        dcs.fetch("dcs")
+    assert dcs.indexes("offset") == [0]
+
+
+def test_server_ignoring_the_paging_parameter_is_an_error_not_a_loop() -> None:
+    tasks = _tasks(3)
+    client = Fake(lambda params: {"tasks": tasks, "task_count": "10"}, page_size=3)
+    with pytest.raises(ApiError, match=r"same page twice.*'offset'"):
+        client.fetch()
+    assert client.indexes("offset") == [0, 3, 6]  # one repeat is allowed (1-based), not two
+
+
+def test_more_pages_than_max_pages_is_an_error() -> None:
+    client = Fake(listing(_tasks(10, step=1), "offset"), page_size=2, max_pages=3)
+    with pytest.raises(ApiError, match="more than 3 pages"):
+        client.fetch()
+    assert len(client.sent) == 3
+    enough = Fake(listing(_tasks(6, step=1), "offset"), page_size=2, max_pages=3)
+    assert len(enough.fetch()) == 6
+
+
+def test_paging_stops_once_the_list_reaches_past_the_window() -> None:
+    # Newest first: the third page's tasks are all older than the window.
+    tasks = _tasks(4, start=SINCE + 200, step=100) + _tasks(6, start=SINCE - 1000)
+    client = Fake(listing(tasks, "offset", count="none"), page_size=2)
+    assert client.fetch() == ["t0", "t1", "t2"]  # filtered to the window here
+    assert client.indexes("offset") == [0, 2, 4]  # t4.. is never asked for beyond that
+
+
+def test_a_lone_old_date_or_an_out_of_order_page_never_stops_paging() -> None:
+    tasks = _tasks(6, start=SINCE + 600, step=60)
+    tasks[1]["created_at"] = _iso(SINCE - 9999)  # a bogus date
+    tasks[3]["created_at"] = _iso(SINCE - 9999)
+    client = Fake(listing(tasks, "offset", count="none"), page_size=2)
+    assert client.fetch() == ["t0", "t2", "t4", "t5"]
+    assert client.indexes("offset") == [0, 2, 4, 6]
+
+
+def test_undated_tasks_are_kept_and_the_freshest_copy_wins() -> None:
+    pages = {
+        "0": {"tasks": [{"id": "a", "status": "EXECUTING", "created_at": _iso(NOW - 9)}]},
+        "1": {
+            "tasks": [
+                {
+                    "id": "a",
+                    "status": "SUCCESS",
+                    "created_at": _iso(NOW - 9),
+                    "updated_at": _iso(NOW - 1),
+                },
+                {"id": "b", "status": "EXECUTING"},
+            ]
+        },
+    }
+    client = Fake(lambda p: pages.get(p["offset"], {"tasks": []}), page_size=1)
+    result = asyncio.run(client.reader.fetch_tasks(_target("dcs"), SINCE))
+    assert [(t.id, t.status) for t in result.tasks] == [("a", "SUCCESS"), ("b", "EXECUTING")]
+    assert result.pages == 3
+
+
+def test_unexpected_body_is_an_error() -> None:
+    with pytest.raises(ApiError, match="unexpected answer: 'tasks' is not a list"):
+        Fake(lambda p: {"tasks": {}}).fetch()
+
+
+# -- classification of errors ----------------------------------------------------------------
+
+AUTH = "SDK-HMAC-SHA256 Access=AKVISIBLE123, SignedHeaders=host, Signature=abcdef0123"
+
+
+def _reply(status: int, body: bytes, headers: dict[str, str] | None = None) -> Reply:
+    request = httpx.Request(
+        "GET",
+        "http://cloud.test/v2/p1/tasks",
+        headers={"Authorization": AUTH, "X-Security-Token": "tok-SECRET-1"},
+    )
+    return Reply(status, httpx.Headers(headers or {}), body, request)
+
+
+def test_throttling_by_status_or_code_is_retried_after_the_gateway_says() -> None:
+    err = classify(_reply(429, b'{"error_code": "X", "error_msg": "slow"}', {"Retry-After": "7"}))
+    assert (err.throttled, err.retryable, err.retry_after) == (True, True, 7.0)
+    assert str(err) == "throttled by the cloud (HTTP 429 X: slow)"
+    for code in ("APIG.0308", "DMS.10240407"):
+        err = classify(_reply(400, f'{{"code": "{code}", "message": "m"}}'.encode()))
+        assert (err.throttled, err.retryable, err.code, err.retry_after) == (True, True, code, None)
+    later = format_datetime(datetime.fromtimestamp(NOW + 3600, timezone.utc), usegmt=True)
+    err = classify(_reply(429, b"", {"Retry-After": later}))
+    assert err.retry_after is not None
+    assert 3000 < err.retry_after <= 3600 + 60
+    assert classify(_reply(429, b"", {"Retry-After": "soon"})).retry_after is None
+    assert classify(_reply(429, b"", {"Retry-After": "-5"})).retry_after == 0.0
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable", "start"),
+    [
+        (500, True, "server error (HTTP 500"),
+        (503, True, "server error (HTTP 503"),
+        (401, False, "authentication or permission refused (HTTP 401"),
+        (403, False, "authentication or permission refused (HTTP 403"),
+        (404, False, "not found: the instance or project may not exist (HTTP 404"),
+        (400, False, "request refused (HTTP 400"),
+    ],
+)
+def test_status_classes(status: int, retryable: bool, start: str) -> None:
+    err = classify(_reply(status, b'{"error_code": "E.1", "error_msg": "no"}'))
+    assert str(err).startswith(start)
+    assert (err.status, err.code, err.retryable, err.throttled) == (status, "E.1", retryable, False)
+    if status in (401, 403):
+        assert "dcs:instance:getBackgroundTask" in str(err)
+
+
+def test_error_text_is_cleaned_and_never_echoes_the_request_credentials() -> None:
+    echoed = f'{{"error_msg": "bad header {AUTH} token tok-SECRET-1 key AKVISIBLE123"}}'
+    err = classify(_reply(401, echoed.encode()))
+    for secret in ("AKVISIBLE123", "tok-SECRET-1", "Signature=abcdef0123"):
+        assert secret not in str(err)
+    not_json = classify(_reply(502, b"<html>\x1b[31m" + b"x" * 1000))
+    assert "\x1b" not in str(not_json)
+    assert len(str(not_json)) < 300
+    assert not_json.code is None
+    assert str(classify(_reply(400, b"[1, 2]"))) == "request refused (HTTP 400)"
