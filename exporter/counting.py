@@ -82,7 +82,7 @@ class TaskEvent:
 
 
 @dataclass
-class TargetState:
+class TaskListState:
     """What the state knows of one task list: its watermark, tasks, finished counters and
     the last failure of each task name."""
 
@@ -140,7 +140,7 @@ class MergeResult:
     forgotten: list[str] = field(default_factory=list)
 
 
-def window_start(state: TargetState, now: float, config: Config) -> float:
+def window_start(state: TaskListState, now: float, config: Config) -> float:
     """Where this poll's read of the task list starts (epoch seconds)."""
     if state.watermark is None:
         return now - config.lookback
@@ -179,7 +179,7 @@ def histogram_series_key(target: TaskList, by_instance: bool, name: str, status:
     )
 
 
-def _note_failure(state: TargetState, commit: PollCommit, row: TaskRow, now: float) -> None:
+def _note_failure(state: TaskListState, commit: PollCommit, row: TaskRow, now: float) -> None:
     """Keep `row` as its name's last failure if it is newer than the one known."""
     at = row.updated_at if row.updated_at is not None else row.created_at
     failure = Failure(row.id, row.user_name, row.change, min(at, now))
@@ -224,7 +224,7 @@ def _iso(ts: float) -> str:
 
 def merge(
     target: TaskList,
-    state: TargetState,
+    state: TaskListState,
     fetched: Sequence[Task],
     *,
     since: float,

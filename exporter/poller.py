@@ -17,11 +17,11 @@ import httpx
 from exporter.aio import spawn, wait_stopped
 from exporter.cloudapi import ApiError, CloudClient, endpoint_key
 from exporter.config import Config
-from exporter.counting import TargetState, TaskSummary, merge, summarize, window_start
+from exporter.counting import TaskListState, TaskSummary, merge, summarize, window_start
 from exporter.dialects import TaskReader
 from exporter.logs import EVENTS_LOGGER
 from exporter.selfmetrics import SelfMetrics
-from exporter.snapshot import SnapshotStore, TargetSnapshot
+from exporter.snapshot import SnapshotStore, TaskListSnapshot
 from exporter.state import StateError, StateStore
 from exporter.tasklists import TaskList
 from exporter.tasks import ZERO_INITIALIZED_STATUSES
@@ -96,15 +96,15 @@ class Poller:
         state = self.store.load_target(target.key)
         if state.watermark is None:
             return
-        self.snapshots.publish_target(
-            TargetSnapshot(
+        self.snapshots.publish_task_list(
+            TaskListSnapshot(
                 target,
                 last_success=state.last_success,
                 summary=self._summary(target, state, time.time()),
             )
         )
 
-    def _summary(self, target: TaskList, state: TargetState, now: float) -> TaskSummary:
+    def _summary(self, target: TaskList, state: TaskListState, now: float) -> TaskSummary:
         return summarize(
             state.tasks.values(),
             state.finished,
@@ -183,8 +183,8 @@ class Poller:
             if merged.commit.events:
                 self.write_events()
             state_after = committed.state
-            self.snapshots.publish_target(
-                TargetSnapshot(
+            self.snapshots.publish_task_list(
+                TaskListSnapshot(
                     target,
                     polled=True,
                     up=True,
@@ -226,7 +226,7 @@ class Poller:
             self._last_activity = time.monotonic()
             self._attempted.add(target.key)
         log.warning("poll failed", extra={"fields": {"target": target.key, "error": error}})
-        self.snapshots.update_target(
+        self.snapshots.update_task_list(
             target.key,
             polled=True,
             up=False,

@@ -33,9 +33,8 @@ class TokenBucket:
         """Hold every request back until `when` (a value of the bucket's clock)."""
         self._paused_until = max(self._paused_until, when)
 
-    async def acquire(self) -> float:
-        """Wait for a token; returns how long the caller waited."""
-        waited = 0.0
+    async def acquire(self) -> None:
+        """Wait for a token."""
         async with self._lock:
             while True:
                 now = self._clock()
@@ -46,10 +45,9 @@ class TokenBucket:
                     self._last = now
                     if self._tokens >= 1.0:
                         self._tokens -= 1.0
-                        return waited
+                        return
                     delay = (1.0 - self._tokens) / self.rate
                 await self._sleep(delay)
-                waited += delay
 
 
 class HostLimiters:

@@ -28,7 +28,7 @@ from urllib.parse import unquote_to_bytes
 
 from exporter import __version__
 from exporter.exposition import MetricsApp
-from exporter.snapshot import SnapshotStore, TargetSnapshot
+from exporter.snapshot import SnapshotStore, TaskListSnapshot
 from exporter.tasklists import TaskList
 
 log = logging.getLogger(__name__)
@@ -262,7 +262,7 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _target_row(ts: TargetSnapshot, now: float) -> str:
+def _target_row(ts: TaskListSnapshot, now: float) -> str:
     t = ts.target
     if not ts.polled:
         result = "not polled yet"
@@ -344,7 +344,7 @@ def _task_table(
     )
 
 
-def _failures(targets: Iterable[TargetSnapshot], now: float) -> str:
+def _failures(targets: Iterable[TaskListSnapshot], now: float) -> str:
     rows: list[tuple[float | None, TaskList, str, str, str, str]] = [
         (finished_at, ts.target, name, task_id, user, change)
         for ts in targets
@@ -360,7 +360,7 @@ def _failures(targets: Iterable[TargetSnapshot], now: float) -> str:
     )
 
 
-def _running(targets: Iterable[TargetSnapshot], now: float) -> str:
+def _running(targets: Iterable[TaskListSnapshot], now: float) -> str:
     rows: list[tuple[float | None, TaskList, str, str, str, str]] = []
     for ts in targets:
         started = dict(ts.summary.oldest_unfinished)

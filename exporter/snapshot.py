@@ -39,7 +39,7 @@ _DISCOVERY = ("discovery",)
 
 
 @dataclass(frozen=True, slots=True)
-class TargetSnapshot:
+class TaskListSnapshot:
     target: TaskList
     polled: bool = False  # whether this process has finished a poll of it yet
     up: bool = False
@@ -60,7 +60,7 @@ class HistogramSeries:
 
 @dataclass(frozen=True)
 class ExporterSnapshot:
-    targets: tuple[TargetSnapshot, ...] = ()
+    targets: tuple[TaskListSnapshot, ...] = ()
     histograms: tuple[HistogramSeries, ...] = ()
     bucket_bounds: tuple[float, ...] = ()
     histogram_labels: tuple[str, ...] = ()
@@ -90,7 +90,7 @@ class SnapshotStore:
         self.exposition = ExpositionStore(families.all)
         self._bounds = tuple(bucket_bounds)
         self._le = (*map(format_bound, self._bounds), "+Inf")
-        self._targets: dict[str, TargetSnapshot] = {}
+        self._targets: dict[str, TaskListSnapshot] = {}
         self._labels: dict[str, str] = {}  # rendered target labels, by target key
         self._series: dict[Group, dict[tuple[str, str], HistogramRow]] = {}
         self._groups: dict[Group, _GroupState] = {}
@@ -134,7 +134,7 @@ class SnapshotStore:
             for t in targets:
                 snap = old.get(t.key)
                 if snap is None:
-                    self._targets[t.key] = TargetSnapshot(t)
+                    self._targets[t.key] = TaskListSnapshot(t)
                     self._join(t, ())
                     touched.add(self._group(t))
                 elif snap.target != t:
@@ -155,7 +155,7 @@ class SnapshotStore:
                 self._render_group(group)
             self._dirty = True
 
-    def publish_target(self, snap: TargetSnapshot) -> None:
+    def publish_task_list(self, snap: TaskListSnapshot) -> None:
         """A poll's outcome (or what the state file knows, before the first poll)."""
         with self._lock:
             old = self._targets.get(snap.target.key)
@@ -172,7 +172,7 @@ class SnapshotStore:
             self._render_status(snap)
             self._dirty = True
 
-    def update_target(self, key: str, **changes: object) -> None:
+    def update_task_list(self, key: str, **changes: object) -> None:
         """A change of poll status only (a failed poll)."""
         with self._lock:
             old = self._targets.get(key)
@@ -241,16 +241,16 @@ class SnapshotStore:
             labels = self._labels[t.key] = render_labels(TASKLIST_LABELS, t.labels)
         return labels
 
-    def _render_target(self, snap: TargetSnapshot) -> None:
+    def _render_target(self, snap: TaskListSnapshot) -> None:
         self._labels.pop(snap.target.key, None)
         self._render_summary(snap)
         self._render_status(snap)
 
-    def _render_summary(self, snap: TargetSnapshot) -> None:
+    def _render_summary(self, snap: TaskListSnapshot) -> None:
         labels = self._target_labels(snap.target)
         self.exposition.put(snap.target.key, render_summary(self.families, labels, snap.summary))
 
-    def _render_status(self, snap: TargetSnapshot) -> None:
+    def _render_status(self, snap: TaskListSnapshot) -> None:
         labels = self._target_labels(snap.target)
         self.exposition.put(
             snap.target.key,

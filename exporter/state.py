@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from exporter.counting import Failure, PollCommit, TargetState, TaskRow
+from exporter.counting import Failure, PollCommit, TaskListState, TaskRow
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class HistogramRow:
 class Committed:
     """What a committed poll changed, as the state file now holds it."""
 
-    state: TargetState  # the task list's whole state after the poll
+    state: TaskListState  # the task list's whole state after the poll
     finished: dict[tuple[str, str], int]  # the new totals of the counters the poll moved
     histograms: list[HistogramRow]  # the new totals of the series the poll observed into
 
@@ -152,7 +152,7 @@ class StateStore:
         self.broken: str | None = None  # why the file can no longer be used, once it cannot
         # The state of each task list in use, loaded once: the file is the durable copy,
         # this the working one, and every commit updates both.
-        self._states: dict[str, TargetState] = {}
+        self._states: dict[str, TaskListState] = {}
         self._pending: dict[str, tuple[float, float, float]] = {}  # quiet polls not yet written
         self._flushed = time.monotonic()
         self._pruned = time.monotonic()
@@ -341,7 +341,7 @@ class StateStore:
 
     # -- reading -------------------------------------------------------------------------
 
-    def load_target(self, key: str) -> TargetState:
+    def load_target(self, key: str) -> TaskListState:
         """A task list's state: read from the file once, then kept up to date by commits."""
         state = self._states.get(key)
         if state is None:
@@ -352,7 +352,7 @@ class StateStore:
         """Drop a task list no longer polled from memory (its rows stay in the file)."""
         self._states.pop(key, None)
 
-    def _read_target(self, key: str) -> TargetState:
+    def _read_target(self, key: str) -> TaskListState:
         try:
             row = self.db.execute(
                 "SELECT baseline_at, watermark, last_success FROM targets WHERE key = ?", (key,)
@@ -384,8 +384,8 @@ class StateStore:
         except sqlite3.Error as exc:
             raise _explain(self.path, exc) from None
         if row is None:
-            return TargetState(None, None, None, tasks, finished, failures)
-        return TargetState(row[0], row[1], row[2], tasks, finished, failures)
+            return TaskListState(None, None, None, tasks, finished, failures)
+        return TaskListState(row[0], row[1], row[2], tasks, finished, failures)
 
     def load_histograms(self) -> list[HistogramRow]:
         """Every stored duration series, with the current bucket layout."""

@@ -28,7 +28,7 @@ from exporter.exposition import MetricsApp
 from exporter.instances import DiscoveryHealth, InstanceInfo
 from exporter.metrics import TaskFamilies
 from exporter.reference import TaskCollector
-from exporter.snapshot import SnapshotStore, TargetSnapshot
+from exporter.snapshot import SnapshotStore, TaskListSnapshot
 from exporter.state import HistogramRow
 from exporter.tasklists import TaskList, tasklist_key
 from tests.conftest import (
@@ -94,8 +94,8 @@ def _populate(store: SnapshotStore, by_instance: bool, now: float | None = None)
         TaskRow("4", HOSTILE, "SUCCESS", now - 90, False, now - 80, True),
     ]
     rows_b = [TaskRow("9", "bindInstancePublicIp", "CANCELLED", now - 50, True, now - 40, True)]
-    store.publish_target(
-        TargetSnapshot(
+    store.publish_task_list(
+        TaskListSnapshot(
             a,
             polled=True,
             up=True,
@@ -111,8 +111,8 @@ def _populate(store: SnapshotStore, by_instance: bool, now: float | None = None)
             ),
         )
     )
-    store.publish_target(
-        TargetSnapshot(
+    store.publish_task_list(
+        TaskListSnapshot(
             b,
             polled=True,
             up=True,
@@ -121,8 +121,8 @@ def _populate(store: SnapshotStore, by_instance: bool, now: float | None = None)
             summary=_summary(b, now, rows_b, {("bindInstancePublicIp", "CANCELLED"): 3}),
         )
     )
-    store.publish_target(TargetSnapshot(c, last_success=now - 3600))  # restored, not polled
-    store.update_target(c.key, polled=True, up=False, poll_duration=10.0, last_error="boom")
+    store.publish_task_list(TaskListSnapshot(c, last_success=now - 3600))  # restored, not polled
+    store.update_task_list(c.key, polled=True, up=False, poll_duration=10.0, last_error="boom")
     store.update_histograms(
         [
             HistogramRow(_series(a, by_instance, "EXTEND", "SUCCESS"), (1, 2, 3, 0, 1), 1234.5, 7),

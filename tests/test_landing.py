@@ -19,7 +19,7 @@ from exporter.counting import TaskSummary
 from exporter.exposition import MetricsApp
 from exporter.metrics import TaskFamilies
 from exporter.server import LANDING_CSP, LANDING_MAX_ROWS, App, HttpServer
-from exporter.snapshot import SnapshotStore, TargetSnapshot
+from exporter.snapshot import SnapshotStore, TaskListSnapshot
 from exporter.tasklists import TaskList, tasklist_key
 from tests.conftest import PROJECT
 
@@ -113,8 +113,8 @@ def test_failures_and_running_tasks_listed_newest_first_with_context(
     kafka = _target("kafka", "i-kafka", "kafka-prod")
     center = _target("dcs", "", "")
     store.set_task_lists([redis, kafka, center])
-    store.publish_target(
-        TargetSnapshot(
+    store.publish_task_list(
+        TaskListSnapshot(
             redis,
             polled=True,
             up=True,
@@ -129,8 +129,8 @@ def test_failures_and_running_tasks_listed_newest_first_with_context(
             ),
         )
     )
-    store.publish_target(
-        TargetSnapshot(
+    store.publish_task_list(
+        TaskListSnapshot(
             kafka,
             polled=True,
             up=True,
@@ -142,8 +142,8 @@ def test_failures_and_running_tasks_listed_newest_first_with_context(
             ),
         )
     )
-    store.publish_target(
-        TargetSnapshot(
+    store.publish_task_list(
+        TaskListSnapshot(
             center,
             polled=True,
             up=True,
@@ -209,8 +209,8 @@ def test_rows_are_capped_newest_kept(store: SnapshotStore, served: str) -> None:
     targets = [_target("dcs", f"i-{n}", f"redis-{n}") for n in range(30)]
     store.set_task_lists(targets)
     for n, t in enumerate(targets):
-        store.publish_target(
-            TargetSnapshot(
+        store.publish_task_list(
+            TaskListSnapshot(
                 t,
                 polled=True,
                 up=True,
@@ -243,8 +243,8 @@ def test_hostile_values_are_text_never_markup(store: SnapshotStore, served: str)
     now = time.time()
     t = _target("dcs", '"><script>x</script>', HOSTILE_NAME)
     store.set_task_lists([t])
-    store.publish_target(
-        TargetSnapshot(
+    store.publish_task_list(
+        TaskListSnapshot(
             t,
             polled=True,
             up=False,

@@ -15,7 +15,7 @@ from exporter.counting import (
     MISSING_POLLS_BEFORE_FORGET,
     Failure,
     MergeResult,
-    TargetState,
+    TaskListState,
     TaskRow,
     histogram_series_key,
     merge,
@@ -61,14 +61,14 @@ def _target(service: str = "dcs", kind: str = "instance") -> TaskList:
     )
 
 
-def _state(rows: Sequence[TaskRow] = (), *, baseline: bool = False) -> TargetState:
+def _state(rows: Sequence[TaskRow] = (), *, baseline: bool = False) -> TaskListState:
     """A task list's state: before its first poll (`baseline`), or after one at NOW - 60."""
     if baseline:
-        return TargetState(None, None, None, {}, {})
-    return TargetState(NOW - 3600, NOW - 60, NOW - 60, {r.id: r for r in rows}, {})
+        return TaskListState(None, None, None, {}, {})
+    return TaskListState(NOW - 3600, NOW - 60, NOW - 60, {r.id: r for r in rows}, {})
 
 
-def _apply(state: TargetState, result: MergeResult) -> TargetState:
+def _apply(state: TaskListState, result: MergeResult) -> TaskListState:
     """The state after the commit (what the state store does with it)."""
     c = result.commit
     tasks = dict(state.tasks)
@@ -80,7 +80,7 @@ def _apply(state: TargetState, result: MergeResult) -> TargetState:
     finished = dict(state.finished)
     for key, n in c.finished.items():
         finished[key] = finished.get(key, 0) + n
-    return TargetState(
+    return TaskListState(
         c.baseline_at,
         c.watermark,
         c.last_success,
@@ -91,7 +91,7 @@ def _apply(state: TargetState, result: MergeResult) -> TargetState:
 
 
 def _poll(
-    state: TargetState,
+    state: TaskListState,
     tasks: Sequence[Task],
     config: Config = CONFIG,
     target: TaskList | None = None,
@@ -144,7 +144,7 @@ def test_window_reaches_back_to_the_oldest_unfinished_task() -> None:
 
 
 def test_window_after_downtime_is_bounded_by_catchup_max_then_retention() -> None:
-    state = TargetState(NOW - 86400, NOW - 86400, NOW - 86400, {}, {})
+    state = TaskListState(NOW - 86400, NOW - 86400, NOW - 86400, {}, {})
     assert window_start(state, NOW, CONFIG) == NOW - 7200  # catchup_max
     old = TaskRow("a", "EXTEND", "EXECUTING", NOW - 30 * 86400, True, None, False)
     state.tasks["a"] = old
@@ -303,7 +303,7 @@ def test_only_unfinished_tasks_inside_the_window_go_missing() -> None:
         # created before the window start (+1s of slack): the read did not cover it
         TaskRow("early", "EXTEND", "EXECUTING", NOW - 121, True, None, False),
     ]
-    state = TargetState(NOW - 3600, NOW - 60, NOW - 60, {r.id: r for r in rows}, {})
+    state = TaskListState(NOW - 3600, NOW - 60, NOW - 60, {r.id: r for r in rows}, {})
     result = merge(
         _target(), state, [], since=NOW - 120, now=NOW, poll_started=NOW - 1, config=CONFIG
     )
