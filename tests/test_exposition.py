@@ -30,7 +30,8 @@ from exporter.metrics import TaskFamilies
 from exporter.reference import TaskCollector
 from exporter.snapshot import SnapshotStore, TaskListSnapshot
 from exporter.state import HistogramRow
-from exporter.tasklists import TaskList, tasklist_key
+from exporter.tasklists import TaskList
+from tests.builders import task_list
 from tests.conftest import (
     PROJECT,
     ExporterProcess,
@@ -47,18 +48,8 @@ HOSTILE = 'we"ird\\name\nwith ünïcode'
 
 
 def _target(service: str, instance_id: str, name: str, kind: str = "instance") -> TaskList:
-    key = tasklist_key(kind, service, "eu-de", PROJECT, instance_id)  # type: ignore[arg-type]
-    return TaskList(
-        key=key,
-        kind=kind,  # type: ignore[arg-type]
-        service=service,
-        region="eu-de",
-        project_id=PROJECT,
-        instance_id=instance_id,
-        instance_name=name,
-        base_url="http://127.0.0.1:1",
-        credentials_id="credentials/0",
-    )
+    assert (kind == "task_center") == (not instance_id)
+    return task_list(service, instance_id, name, region="eu-de", project_id=PROJECT)
 
 
 def _series(t: TaskList, by_instance: bool, name: str, status: str) -> str:

@@ -26,6 +26,7 @@ from exporter.selfmetrics import SelfMetrics
 from exporter.tasklists import TaskList
 from exporter.tasks import parse_page
 from tests import hostile
+from tests.builders import task_list
 from tests.conftest import (
     ACCESS_KEY,
     PROJECT,
@@ -45,14 +46,11 @@ GUARD = 20.0
 
 
 def _target(base_url: str, credentials_id: str, service: str = "dcs") -> TaskList:
-    return TaskList(
-        key=f"{service}/r/{PROJECT}/inst-1",
-        kind="instance",
-        service=service,
+    return task_list(
+        service,
+        "inst-1",
         region="r",
         project_id=PROJECT,
-        instance_id="inst-1",
-        instance_name="",
         base_url=base_url,
         credentials_id=credentials_id,
     )

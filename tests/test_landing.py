@@ -20,7 +20,8 @@ from exporter.exposition import MetricsApp
 from exporter.metrics import TaskFamilies
 from exporter.server import LANDING_CSP, LANDING_MAX_ROWS, App, HttpServer
 from exporter.snapshot import SnapshotStore, TaskListSnapshot
-from exporter.tasklists import TaskList, tasklist_key
+from exporter.tasklists import TaskList
+from tests.builders import task_list
 from tests.conftest import PROJECT
 
 HOSTILE_NAME = "<script>window.__pwned=1</script>"
@@ -62,18 +63,7 @@ class _Page(HTMLParser):
 
 
 def _target(service: str, instance_id: str, name: str) -> TaskList:
-    kind = "instance" if instance_id else "task_center"
-    return TaskList(
-        key=tasklist_key(kind, service, "eu-de", PROJECT, instance_id),  # type: ignore[arg-type]
-        kind=kind,  # type: ignore[arg-type]
-        service=service,
-        region="eu-de",
-        project_id=PROJECT,
-        instance_id=instance_id,
-        instance_name=name,
-        base_url="http://127.0.0.1:1",
-        credentials_id="credentials/0",
-    )
+    return task_list(service, instance_id, name, region="eu-de", project_id=PROJECT)
 
 
 @pytest.fixture

@@ -24,7 +24,8 @@ from exporter.credentials import StaticKeys
 from exporter.dialects import TaskReader
 from exporter.replies import Reply
 from exporter.selfmetrics import SelfMetrics
-from exporter.tasklists import TaskList, tasklist_key
+from exporter.tasklists import TaskList
+from tests.builders import task_list
 
 pytestmark = pytest.mark.smoke
 
@@ -33,17 +34,7 @@ SINCE = NOW - 86400
 
 
 def _target(service: str) -> TaskList:
-    return TaskList(
-        key=tasklist_key("instance", service, "r1", "p1", "i1"),
-        kind="instance",
-        service=service,
-        region="r1",
-        project_id="p1",
-        instance_id="i1",
-        instance_name="",
-        base_url="http://cloud.test:8080",
-        credentials_id="credentials/0",
-    )
+    return task_list(service, base_url="http://cloud.test:8080")
 
 
 def _iso(ts: float) -> str:

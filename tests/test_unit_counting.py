@@ -22,8 +22,9 @@ from exporter.counting import (
     summarize,
     window_start,
 )
-from exporter.tasklists import TaskList, tasklist_key
+from exporter.tasklists import TaskList
 from exporter.tasks import Task
+from tests.builders import task_list
 
 pytestmark = pytest.mark.smoke
 
@@ -47,18 +48,9 @@ EVENTS = _config("log_task_events: true\nmetrics: {duration_buckets: [1, 10, 60]
 
 
 def _target(service: str = "dcs", kind: str = "instance") -> TaskList:
-    instance = "" if kind == "task_center" else "i1"
-    return TaskList(
-        key=tasklist_key(kind, service, "r1", PROJECT, instance),  # type: ignore[arg-type]
-        kind=kind,  # type: ignore[arg-type]
-        service=service,
-        region="r1",
-        project_id=PROJECT,
-        instance_id=instance,
-        instance_name="redis-1" if instance else "",
-        base_url="http://127.0.0.1:1",
-        credentials_id="credentials/0",
-    )
+    if kind == "task_center":
+        return task_list(service, "", project_id=PROJECT)
+    return task_list(service, "i1", "redis-1", project_id=PROJECT)
 
 
 def _state(rows: Sequence[TaskRow] = (), *, baseline: bool = False) -> TaskListState:
