@@ -32,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from exporter.simulator import Churn, Simulator  # noqa: E402
+from exporter.simulator import Churn, Simulator, World  # noqa: E402
 from exporter.simulator.fleet import DEMO_ACCESS_KEY, DEMO_PROJECT, generated_world  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -75,10 +75,9 @@ def _get(url: str, timeout: float = 30) -> tuple[int, bytes]:
         return 0, b""
 
 
-def run(
-    instances: int, poll_interval: str, measure: float, scrape_every: float, workdir: Path
-) -> Result:
-    secret = secrets.token_hex(20)
+def busy_world(instances: int, secret: str) -> World:
+    """A generated fleet, each instance with a day of history (one failure in ten), and
+    steady churn from now on."""
     world = generated_world(instances, secret, seed=instances)
     now = time.time()
     for i, inst in enumerate(list(world.instances.values())):
@@ -92,6 +91,14 @@ def run(
                 created + 30 + j,
             )
     world.start_churn(Churn(mean_interval=600.0, min_duration=2.0, max_duration=60.0))
+    return world
+
+
+def run(
+    instances: int, poll_interval: str, measure: float, scrape_every: float, workdir: Path
+) -> Result:
+    secret = secrets.token_hex(20)
+    world = busy_world(instances, secret)
     with Simulator(world) as sim:
         state = workdir / f"state-{instances}.db"
         config = {

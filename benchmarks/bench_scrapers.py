@@ -38,10 +38,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_fleet import _get, _rss_and_cpu  # noqa: E402
+from bench_fleet import _get, _rss_and_cpu, busy_world  # noqa: E402
 
-from exporter.simulator import Churn, Simulator  # noqa: E402
-from exporter.simulator.fleet import DEMO_ACCESS_KEY, DEMO_PROJECT, generated_world  # noqa: E402
+from exporter.simulator import Simulator  # noqa: E402
+from exporter.simulator.fleet import DEMO_ACCESS_KEY, DEMO_PROJECT  # noqa: E402
 
 ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
@@ -141,19 +141,7 @@ def _skipped(base: str) -> float | None:
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     instances = args.task_lists - 1  # and the task center
     secret = secrets.token_hex(20)
-    world = generated_world(instances, secret, seed=instances)
-    now = time.time()
-    for i, inst in enumerate(list(world.instances.values())):
-        for j in range(10):
-            created = now - 86000 + j * 8000 + i
-            world.add_task(
-                inst.id,
-                "modify" if inst.service == "dcs" else "bindInstancePublicIp",
-                "FAILED" if j == 3 else "SUCCESS",
-                created,
-                created + 30 + j,
-            )
-    world.start_churn(Churn(mean_interval=600.0, min_duration=2.0, max_duration=60.0))
+    world = busy_world(instances, secret)
     with Simulator(world) as sim:
         config = {
             "poll_interval": args.poll_interval,
