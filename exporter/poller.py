@@ -12,10 +12,8 @@ import math
 import time
 from collections.abc import Sequence
 
-import httpx
-
 from exporter.aio import spawn, wait_stopped
-from exporter.cloudapi import ApiError, CloudClient, endpoint_key
+from exporter.cloudapi import ApiError, CloudClient
 from exporter.config import Config
 from exporter.counting import TaskListState, TaskSummary, merge, summarize, window_start
 from exporter.dialects import TaskReader
@@ -237,7 +235,7 @@ class Poller:
         return False
 
     async def _poll_limited(self, target: TaskList) -> bool:
-        endpoint = endpoint_key(httpx.URL(target.base_url))
+        endpoint = self.client.parsed(target.base_url)[1]  # parsed once, not every poll
         sem = self._endpoint_sems.get(endpoint)
         if sem is None:
             sem = self._endpoint_sems[endpoint] = asyncio.Semaphore(self._endpoint_slots)
