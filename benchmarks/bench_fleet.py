@@ -25,6 +25,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
@@ -73,6 +74,22 @@ def _get(url: str, timeout: float = 30) -> tuple[int, bytes]:
         return err.code, err.read()
     except OSError:
         return 0, b""
+
+
+def start_exporter(config: Path, log: IO[str]) -> subprocess.Popen[bytes]:
+    """The exporter as a daemon on a free loopback port (it logs the port), output to `log`."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            f"--config.file={config}",
+            "--web.listen-address=127.0.0.1:0",
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def busy_world(instances: int, secret: str) -> World:
@@ -124,18 +141,7 @@ def run(
         path.write_text(yaml.safe_dump(config))
         log = (workdir / f"exporter-{instances}.log").open("w")
         started = time.monotonic()
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "exporter",
-                f"--config.file={path}",
-                "--web.listen-address=127.0.0.1:0",
-            ],
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        proc = start_exporter(path, log)
         try:
             port = None
             while port is None and time.monotonic() - started < 60:

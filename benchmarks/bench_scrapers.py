@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_fleet import _get, _rss_and_cpu, busy_world  # noqa: E402
+from bench_fleet import _get, _rss_and_cpu, busy_world, start_exporter  # noqa: E402
 
 from exporter.simulator import Simulator  # noqa: E402
 from exporter.simulator.fleet import DEMO_ACCESS_KEY, DEMO_PROJECT  # noqa: E402
@@ -167,18 +167,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         log_path = workdir / "exporter.log"
         started = time.monotonic()
         with log_path.open("w") as log:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "exporter",
-                    f"--config.file={path}",
-                    "--web.listen-address=127.0.0.1:0",
-                ],
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+            proc = start_exporter(path, log)
             try:
                 return _measure(args, proc, log_path, started)
             finally:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import ConsoleMessage, Page, sync_playwright
 
+from exporter.simulator import SimInstance
 from tests.conftest import (
     ROOT,
     ExporterProcess,
@@ -72,9 +73,10 @@ def page(tmp_path: Path) -> Iterator[Page]:
             context.close()
 
 
-def test_landing_page_in_chromium_renders_a_hostile_instance_name_as_text(
-    sim: Sim, tmp_path: Path, exporters: Start, page: Page
-) -> None:
+def _redis_and_hostile(
+    sim: Sim, tmp_path: Path, exporters: Start
+) -> tuple[SimInstance, SimInstance, ExporterProcess]:
+    """Two DCS instances, one named to attack the page, and an exporter polling both."""
     w = sim.world
     redis = w.add_instance("dcs", "redis-prod")
     hostile = w.add_instance("dcs", HOSTILE_INSTANCE)
@@ -83,7 +85,13 @@ def test_landing_page_in_chromium_renders_a_hostile_instance_name_as_text(
         [instance_entry(w, redis.id), instance_entry(w, hostile.id)],
         state_path=tmp_path / "s.db",
     )
-    proc = exporters(write_config(tmp_path / "c.yml", doc))
+    return redis, hostile, exporters(write_config(tmp_path / "c.yml", doc))
+
+
+def test_landing_page_in_chromium_renders_a_hostile_instance_name_as_text(
+    sim: Sim, tmp_path: Path, exporters: Start, page: Page
+) -> None:
+    redis, hostile, proc = _redis_and_hostile(sim, tmp_path, exporters)
     proc.wait_for(lambda m: all_up(m, 2), what="both task lists polled")
 
     errors = _open(page, proc.url + "/")
@@ -100,14 +108,7 @@ def test_landing_page_in_chromium_lists_failures_and_running_tasks_with_context(
     sim: Sim, tmp_path: Path, exporters: Start, page: Page
 ) -> None:
     w = sim.world
-    redis = w.add_instance("dcs", "redis-prod")
-    hostile = w.add_instance("dcs", HOSTILE_INSTANCE)
-    doc = config_doc(
-        sim,
-        [instance_entry(w, redis.id), instance_entry(w, hostile.id)],
-        state_path=tmp_path / "s.db",
-    )
-    proc = exporters(write_config(tmp_path / "c.yml", doc))
+    redis, hostile, proc = _redis_and_hostile(sim, tmp_path, exporters)
     proc.wait_for(lambda m: all_up(m, 2), what="both task lists polled (the baseline)")
 
     now = time.time()
