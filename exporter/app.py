@@ -15,19 +15,21 @@ from prometheus_client import CollectorRegistry, disable_created_metrics, genera
 
 from exporter import __version__
 from exporter.aio import spawn, wait_stopped
-from exporter.cloudapi import CloudClient
+from exporter.cloud.client import CloudClient
+from exporter.cloud.providers import ProviderCache
+from exporter.cloud.transport import LeanTransport
 from exporter.config import Config
-from exporter.exposition import MetricsApp
-from exporter.logs import register_secret
-from exporter.metrics import TaskFamilies
-from exporter.poller import Poller
-from exporter.selfmetrics import SelfMetrics
-from exporter.server import App, HttpServer
-from exporter.sharding import UNSHARDED, Shard
-from exporter.snapshot import SnapshotStore
-from exporter.sources import ProviderCache, Target, all_task_lists, build_targets
-from exporter.state import StateStore
-from exporter.transport import LeanTransport
+from exporter.core.sharding import UNSHARDED, Shard
+from exporter.exposition.families import TaskFamilies
+from exporter.exposition.snapshot import SnapshotStore
+from exporter.polling.poller import Poller
+from exporter.polling.state import StateStore
+from exporter.polling.targets import Target, all_task_lists, build_targets
+from exporter.telemetry.logs import register_secret
+from exporter.telemetry.selfmetrics import SelfMetrics
+from exporter.web.metrics import MetricsApp
+from exporter.web.routes import Router
+from exporter.web.server import HttpServer
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +194,7 @@ class Exporter:
                 return poller.healthy()
 
             server = HttpServer(
-                App(self.metrics_app, self.snapshots, healthy, poller.ready), listen_address
+                Router(self.metrics_app, self.snapshots, healthy, poller.ready), listen_address
             )
             server.start()
             log.info(

@@ -14,10 +14,10 @@ import sys
 from exporter import __version__
 from exporter.app import Exporter
 from exporter.config import Config, ConfigError, load_config, load_config_text
-from exporter.logs import LEVELS, setup_logging
-from exporter.server import parse_listen_address
-from exporter.sharding import parse_shard
-from exporter.state import StateError
+from exporter.core.sharding import parse_shard
+from exporter.polling.state import StateError
+from exporter.telemetry.logs import LEVELS, setup_logging
+from exporter.web.http import parse_listen_address
 
 DEFAULT_PORT = 10418
 log = logging.getLogger("exporter")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exporter.tasklists import Kind, TaskList, tasklist_key
+from exporter.core.tasklists import Kind, TaskList, task_list_key
 
 
 def task_list(
@@ -19,7 +19,7 @@ def task_list(
     task center."""
     kind: Kind = "instance" if instance_id else "task_center"
     return TaskList(
-        key=tasklist_key(kind, service, region, project_id, instance_id),
+        key=task_list_key(kind, service, region, project_id, instance_id),
         kind=kind,
         service=service,
         region=region,

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from exporter.change import MAX_CHANGE_CHARS, summarize_change
-from exporter.tasks import parse_task
+from exporter.core.change import MAX_CHANGE_CHARS, summarize_change
+from exporter.core.tasks import parse_task
 
 # The DCS "Listing Background Tasks" example, as documented.
 SEED_DCS_DETAILS: dict[str, Any] = {

@@ -18,14 +18,15 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 import exporter.simulator.server as simserver
-from exporter.cloudapi import ApiError, CloudClient
+from exporter.cloud.client import ApiError, CloudClient
+from exporter.cloud.providers import ProviderCache
+from exporter.cloud.transport import LeanTransport
 from exporter.config import load_config_text
-from exporter.dialects import TaskReader
-from exporter.selfmetrics import SelfMetrics
+from exporter.polling.dialects import TaskReader
+from exporter.polling.targets import all_task_lists, build_targets
 from exporter.simulator.world import MISSING as SIM_MISSING
 from exporter.simulator.world import Fault
-from exporter.sources import ProviderCache, all_task_lists, build_targets
-from exporter.transport import LeanTransport
+from exporter.telemetry.selfmetrics import SelfMetrics
 from tests.conftest import (
     PROJECT,
     Metrics,

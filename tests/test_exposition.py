@@ -23,14 +23,13 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.counting import Failure, TaskRow, summarize
-from exporter.exposition import MetricsApp
-from exporter.instances import DiscoveryHealth, InstanceInfo
-from exporter.metrics import TaskFamilies
-from exporter.reference import TaskCollector
-from exporter.snapshot import SnapshotStore, TaskListSnapshot
-from exporter.state import HistogramRow
-from exporter.tasklists import TaskList
+from exporter.core.counting import Failure, HistogramRow, TaskRow, summarize
+from exporter.core.instances import DiscoveryHealth, InstanceInfo
+from exporter.core.tasklists import TaskList
+from exporter.exposition.families import TaskFamilies
+from exporter.exposition.reference import TaskCollector
+from exporter.exposition.snapshot import SnapshotStore, TaskListSnapshot
+from exporter.web.metrics import MetricsApp
 from tests.builders import task_list
 from tests.conftest import (
     PROJECT,

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.exposition import MetricsApp
-from exporter.metrics import TaskFamilies
-from exporter.snapshot import SnapshotStore
+from exporter.exposition.families import TaskFamilies
+from exporter.exposition.snapshot import SnapshotStore
+from exporter.web.metrics import MetricsApp
 from tests.test_exposition import BOUNDS, OM, _populate, _scrape
 
 pytestmark = pytest.mark.smoke

@@ -18,13 +18,13 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.cloudapi import ApiError, CloudClient
+from exporter.cloud.client import ApiError, CloudClient
+from exporter.cloud.credentials import CredentialError, IamPassword, StaticKeys
 from exporter.config import HttpSettings
-from exporter.credentials import CredentialError, IamPassword, StaticKeys
-from exporter.dialects import FetchResult, TaskReader
-from exporter.selfmetrics import SelfMetrics
-from exporter.tasklists import TaskList
-from exporter.tasks import parse_page
+from exporter.core.tasklists import TaskList
+from exporter.core.tasks import parse_page
+from exporter.polling.dialects import FetchResult, TaskReader
+from exporter.telemetry.selfmetrics import SelfMetrics
 from tests import hostile
 from tests.builders import task_list
 from tests.conftest import (

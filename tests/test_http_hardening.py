@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
-from exporter.exposition import MetricsApp
-from exporter.metrics import TaskFamilies
-from exporter.server import App, HttpServer
-from exporter.snapshot import SnapshotStore
+from exporter.exposition.families import TaskFamilies
+from exporter.exposition.snapshot import SnapshotStore
+from exporter.web.metrics import MetricsApp
+from exporter.web.routes import Router
+from exporter.web.server import HttpServer
 
 Serve = Callable[..., HttpServer]
 Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -218,7 +219,7 @@ def test_head_has_the_get_headers_and_no_body(serve: Serve) -> None:
     registry = CollectorRegistry()
     Gauge("demo_value", "A value.", registry=registry).set(3)
     snapshots = SnapshotStore([1.0], False, TaskFamilies(60.0, False))
-    app = App(
+    app = Router(
         MetricsApp(snapshots.exposition, registry), snapshots, lambda: (True, "ok"), lambda: True
     )
     server = serve(app)

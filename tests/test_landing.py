@@ -15,12 +15,14 @@ from html.parser import HTMLParser
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.counting import TaskSummary
-from exporter.exposition import MetricsApp
-from exporter.metrics import TaskFamilies
-from exporter.server import LANDING_CSP, LANDING_MAX_ROWS, App, HttpServer
-from exporter.snapshot import SnapshotStore, TaskListSnapshot
-from exporter.tasklists import TaskList
+from exporter.core.counting import TaskSummary
+from exporter.core.tasklists import TaskList
+from exporter.exposition.families import TaskFamilies
+from exporter.exposition.snapshot import SnapshotStore, TaskListSnapshot
+from exporter.web.landing import LANDING_CSP, LANDING_MAX_ROWS
+from exporter.web.metrics import MetricsApp
+from exporter.web.routes import Router
+from exporter.web.server import HttpServer
 from tests.builders import task_list
 from tests.conftest import PROJECT
 
@@ -73,7 +75,9 @@ def store() -> SnapshotStore:
 
 @pytest.fixture
 def served(store: SnapshotStore) -> Iterator[str]:
-    app = App(MetricsApp(store.exposition, CollectorRegistry()), store, lambda: (True, "ok"), bool)
+    app = Router(
+        MetricsApp(store.exposition, CollectorRegistry()), store, lambda: (True, "ok"), bool
+    )
     server = HttpServer(app, "127.0.0.1:0")
     server.start()
     try:

@@ -131,17 +131,21 @@ def test_no_import_cycle_between_subpackages() -> None:
 
 def test_snapshot_is_free_of_io() -> None:
     """The snapshot (read by every scrape) holds values: no HTTP client, no cloud access."""
-    deps = _reachable("exporter.snapshot")
-    assert "httpx" not in IMPORTS["exporter.snapshot"]
-    assert not deps & {"exporter.sources", "exporter.cloudapi", "exporter.transport"}
+    deps = _reachable("exporter.exposition.snapshot")
+    assert "httpx" not in IMPORTS["exporter.exposition.snapshot"]
+    assert not deps & {
+        "exporter.polling.targets",
+        "exporter.cloud.client",
+        "exporter.cloud.transport",
+    }
 
 
 def test_credentials_do_not_know_tasks() -> None:
-    assert "exporter.tasks" not in _reachable("exporter.credentials")
+    assert "exporter.core.tasks" not in _reachable("exporter.cloud.credentials")
 
 
 def test_task_list_value_object_holds_no_provider() -> None:
-    assert "exporter.credentials" not in _reachable("exporter.tasklists")
+    assert "exporter.cloud.credentials" not in _reachable("exporter.core.tasklists")
 
 
 def test_demo_and_simulator_cli_are_independent() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.sharding import Shard, bucket, parse_shard
+from exporter.core.sharding import Shard, bucket, parse_shard
 from exporter.simulator import Churn, Simulator
 from exporter.simulator.fleet import DEMO_PROJECT, generated_world
 from exporter.simulator.world import CENTER_NAMES

@@ -17,10 +17,12 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from exporter.cloudapi import CloudClient
+from exporter.cloud.client import CloudClient
+from exporter.cloud.providers import ProviderCache
 from exporter.config import load_config_text
-from exporter.dialects import TaskReader
-from exporter.selfmetrics import SelfMetrics
+from exporter.core.tasks import Task, parse_task
+from exporter.polling.dialects import TaskReader
+from exporter.polling.targets import all_task_lists, build_targets
 from exporter.signing import AkSkAuth
 from exporter.simulator.fleet import demo_world
 from exporter.simulator.world import (
@@ -32,8 +34,7 @@ from exporter.simulator.world import (
     listener_of,
     user_id_of,
 )
-from exporter.sources import ProviderCache, all_task_lists, build_targets
-from exporter.tasks import Task, parse_task
+from exporter.telemetry.selfmetrics import SelfMetrics
 from tests.conftest import (
     ACCESS_KEY,
     PROJECT,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.counting import PollCommit
-from exporter.state import StateError, StateStore
+from exporter.core.counting import PollCommit
+from exporter.polling.state import StateError, StateStore
 from tests.conftest import PROJECT, ExporterProcess, Sim, all_up, config_doc, write_config
 
 BUCKETS = [1.0, 10.0]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.counting import HistogramDelta, PollCommit, TaskRow
-from exporter.state import FLUSH_INTERVAL, StateStore
+from exporter.core.counting import HistogramDelta, PollCommit, TaskRow
+from exporter.polling.state import FLUSH_INTERVAL, StateStore
 
 pytestmark = pytest.mark.smoke  # in-process: run on every supported Python
 

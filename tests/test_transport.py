@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 import pytest
 
-from exporter.transport import LeanTransport
+from exporter.cloud.transport import LeanTransport
 
 pytestmark = pytest.mark.smoke  # in-process: run on every supported Python
 

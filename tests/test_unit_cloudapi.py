@@ -1,6 +1,6 @@
 """The task-list paging dialects and the classification of errors, in-process.
 
-`TaskReader.fetch_tasks` is driven against a fake `get_json` (a list served under each
+`TaskReader.fetch_tasks` is driven against a fake `request_json` (a list served under each
 reading of the references: DCS `offset`, DMS `start` from 0, from 1, or from 1 refusing 0),
 so every stop rule is checked by the requests it makes. tests/test_dialects.py runs the same
 readings end to end against the simulator.
@@ -18,13 +18,13 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.cloudapi import ApiError, CloudClient, classify
+from exporter.cloud.client import ApiError, CloudClient, classify
+from exporter.cloud.credentials import CredentialProvider, StaticKeys
+from exporter.cloud.replies import Reply
 from exporter.config import HttpSettings
-from exporter.credentials import StaticKeys
-from exporter.dialects import TaskReader
-from exporter.replies import Reply
-from exporter.selfmetrics import SelfMetrics
-from exporter.tasklists import TaskList
+from exporter.core.tasklists import TaskList
+from exporter.polling.dialects import TaskReader
+from exporter.telemetry.selfmetrics import SelfMetrics
 from tests.builders import task_list
 
 pytestmark = pytest.mark.smoke
@@ -91,7 +91,14 @@ class Fake(CloudClient):
         self.sent: list[dict[str, str]] = []
         self.reader = TaskReader(self)
 
-    async def get_json(self, target: TaskList, params: dict[str, str]) -> Any:
+    async def request_json(
+        self,
+        url_text: str,
+        params: dict[str, str],
+        credentials: CredentialProvider,
+        service: str,
+        region: str,
+    ) -> Any:
         self.sent.append(dict(params))
         return self.handler(params)
 

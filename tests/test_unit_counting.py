@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import pytest
 
 from exporter.config import Config, load_config_text
-from exporter.counting import (
+from exporter.core.counting import (
     MISSING_POLLS_BEFORE_FORGET,
     Failure,
     MergeResult,
@@ -22,8 +22,8 @@ from exporter.counting import (
     summarize,
     window_start,
 )
-from exporter.tasklists import TaskList
-from exporter.tasks import Task
+from exporter.core.tasklists import TaskList
+from exporter.core.tasks import Task
 from tests.builders import task_list
 
 pytestmark = pytest.mark.smoke

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from exporter.cloud.ratelimit import HostLimiters, TokenBucket
 from exporter.config import MAX_DURATION, format_duration, parse_duration
-from exporter.ratelimit import HostLimiters, TokenBucket
 
 pytestmark = pytest.mark.smoke
 

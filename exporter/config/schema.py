@@ -13,7 +13,7 @@ import re
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -42,12 +42,8 @@ from exporter.config.secrets import (
     secret_or_file,
 )
 
-SERVICES: tuple[Literal["dcs", "kafka", "rabbitmq", "rocketmq"], ...] = (
-    "dcs",
-    "kafka",
-    "rabbitmq",
-    "rocketmq",
-)
+Service = Literal["dcs", "kafka", "rabbitmq", "rocketmq"]
+SERVICES: tuple[Service, ...] = get_args(Service)
 
 _DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h|d|w))+$")
 _DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -313,7 +309,6 @@ CLOUD_DOMAINS = {
     "opentelekomcloud": "otc.t-systems.com",
 }
 Cloud = Literal["huaweicloud", "huaweicloud-eu", "opentelekomcloud"]
-Service = Literal["dcs", "kafka", "rabbitmq", "rocketmq"]
 
 
 class DiscoverConfig(StrictModel):

@@ -17,17 +17,11 @@ from typing import Any
 
 import httpx
 
-from exporter.logs import register_secret
-from exporter.replies import (
-    Reply,
-    ReplyError,
-    clean_text,
-    parse_json,
-    parse_timestamp,
-    read_reply,
-)
-from exporter.selfmetrics import SelfMetrics
+from exporter.cloud.replies import Reply, ReplyError, read_reply
 from exporter.signing import AkSkAuth
+from exporter.telemetry.logs import register_secret
+from exporter.telemetry.selfmetrics import SelfMetrics
+from exporter.text import clean_text, parse_json, parse_timestamp
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 A failed call becomes an `ApiError` whose message is safe to log and show, and which says
 whether trying again may help (`classify`). What is asked for, and how its pages follow
-each other, is `exporter.dialects`'s business.
+each other, is `exporter.polling.dialects`'s business.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import Any
 
 import httpx
 
+from exporter.cloud.credentials import CredentialError, CredentialProvider
+from exporter.cloud.ratelimit import HostLimiters
+from exporter.cloud.replies import Reply, ReplyError, read_reply
 from exporter.config import HttpSettings
-from exporter.credentials import CredentialError, CredentialProvider
-from exporter.logs import REDACTED, scrub
-from exporter.ratelimit import HostLimiters
-from exporter.replies import Reply, ReplyError, TooDeep, clean_text, parse_json, read_reply
-from exporter.selfmetrics import SelfMetrics
-from exporter.tasklists import TaskList
+from exporter.telemetry.logs import REDACTED, scrub
+from exporter.telemetry.selfmetrics import SelfMetrics
+from exporter.text import TooDeep, clean_text, parse_json
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class CloudClient:
     ) -> None:
         self.http = http
         # `http`'s own transport, to send the task-list requests to without the client's
-        # per-request machinery (exporter.replies); None: through the client (a proxy).
+        # per-request machinery (exporter.cloud.replies); None: through the client (a proxy).
         self.direct = direct
         self.settings = settings
         self.metrics = metrics
@@ -189,11 +189,6 @@ class CloudClient:
     def _backoff(self, attempt: int) -> float:
         base = min(self.settings.backoff_max, self.settings.backoff_initial * 2.0**attempt)
         return base * (0.5 + random.random() / 2)
-
-    async def get_json(self, target: TaskList, params: dict[str, str]) -> Any:
-        return await self.request_json(
-            target.url, params, self.providers[target.credentials_id], target.service, target.region
-        )
 
     async def request_json(
         self,

@@ -1,6 +1,6 @@
 """What the poller works on: one task list per instance, or a project's task center.
 
-Task lists come from the targets (`exporter.sources`): configured instances and discovered
+Task lists come from the targets (`exporter.polling.targets`): configured instances and discovered
 ones. Their `key` is what the state store files their tasks and counters under, so it
 depends only on what identifies the task list (never on the display name, so that renaming
 an instance keeps its counters).
@@ -13,6 +13,12 @@ from typing import Literal
 
 Dialect = Literal["dcs", "dms"]
 Kind = Literal["instance", "task_center"]
+
+
+def dialect_of(service: str) -> Dialect:
+    """DCS speaks its own API dialect; Kafka, RabbitMQ and RocketMQ share DMS's."""
+    return "dcs" if service == "dcs" else "dms"
+
 
 TASKLIST_LABELS = ("cloud_service", "region", "project_id", "instance_id", "instance_name")
 
@@ -35,7 +41,7 @@ class TaskList:
 
     @property
     def dialect(self) -> Dialect:
-        return "dcs" if self.service == "dcs" else "dms"
+        return dialect_of(self.service)
 
     @property
     def path(self) -> str:
@@ -52,7 +58,7 @@ class TaskList:
         return (self.service, self.region, self.project_id, self.instance_id, self.instance_name)
 
 
-def tasklist_key(kind: Kind, service: str, region: str, project_id: str, instance_id: str) -> str:
+def task_list_key(kind: Kind, service: str, region: str, project_id: str, instance_id: str) -> str:
     if kind == "task_center":
         return f"task_center/{region}/{project_id}"
     return f"{service}/{region}/{project_id}/{instance_id}"

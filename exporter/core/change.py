@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from exporter.replies import clean_text, json_depth
+from exporter.text import clean_text, json_depth
 
 MAX_CHANGE_CHARS = 120
 # `params` is a JSON document inside a string; the documented ones are a few hundred bytes.

@@ -14,7 +14,7 @@ Windows: the first poll reads `lookback`; later ones read from the last successf
 start minus `overlap`, reaching back to the oldest task still unfinished, and after a
 downtime to at most `catchup_max` ago.
 
-Nothing here does I/O, so every rule is tested directly (tests/test_counting_rules.py).
+Nothing here does I/O, so every rule is tested directly (tests/core/test_counting.py).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from exporter.config import Config
-from exporter.tasklists import TaskList
-from exporter.tasks import Task, is_finished, is_unfinished
+from exporter.core.tasklists import TaskList
+from exporter.core.tasks import Task, is_finished, is_unfinished
 
 # Statuses whose task is a task name's "last failure" (its context is exported as info).
 FAILURE_STATUSES = frozenset({"FAILED"})
@@ -102,6 +102,16 @@ class HistogramDelta:
     buckets: list[int]
     sum: float = 0.0
     count: int = 0
+
+
+@dataclass(frozen=True)
+class HistogramRow:
+    """A duration series' totals: per-bucket counts (not cumulative; the last is +Inf)."""
+
+    series: str
+    buckets: tuple[int, ...]
+    sum: float
+    count: int
 
 
 @dataclass

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from exporter.counting import Failure, PollCommit, TaskListState, TaskRow
+from exporter.core.counting import Failure, HistogramRow, PollCommit, TaskListState, TaskRow
 
 log = logging.getLogger(__name__)
 
@@ -96,16 +96,6 @@ CREATE TABLE IF NOT EXISTS duration_totals (
 
 class StateError(Exception):
     """The state file cannot be used; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class HistogramRow:
-    """A duration series' totals: per-bucket counts (not cumulative; the last is +Inf)."""
-
-    series: str
-    buckets: tuple[int, ...]
-    sum: float
-    count: int
 
 
 @dataclass

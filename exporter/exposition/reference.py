@@ -1,9 +1,9 @@
 """The reference rendering of the task families through prometheus_client's own objects.
 
-The exporter serves pre-rendered lines (`exporter.exposition`); this is what they are
+The exporter serves pre-rendered lines (`exporter.exposition.store`); this is what they are
 checked against (tests) and compared with (benchmarks). It reads a snapshot, so it lives
-here rather than in `exporter.metrics`, which only declares the families (and so needs
-nothing of the snapshot).
+here rather than in `families`, which only declares the families (and so needs nothing of
+the snapshot).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
-from exporter.metrics import Family, TaskFamilies, format_bound, info_values
-from exporter.snapshot import ExporterSnapshot, SnapshotStore
+from exporter.exposition.families import Family, TaskFamilies, format_bound, info_values
+from exporter.exposition.snapshot import ExporterSnapshot, SnapshotStore
 
 
 class TaskCollector(Collector):

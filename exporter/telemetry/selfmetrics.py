@@ -1,4 +1,4 @@
-"""The exporter's own metrics, kept apart from the task metrics the collector renders.
+"""The exporter's own metrics, kept apart from the task metrics (`exporter.exposition`).
 
 These are ordinary prometheus_client instruments: they describe this process (requests it
 made, polls it skipped), not the cloud, so they do not survive a restart and need not.

@@ -1,10 +1,9 @@
 """The task metric families, declared once, and the sample lines they render to.
 
 Each family is declared here with its name, type, help and labels; the pre-rendered
-exposition (`exporter.exposition`), its `describe()` and the reference rendering through
-prometheus_client (`exporter.reference`, which tests compare against) all derive from these
-declarations. Lines are rendered when what they show changes (`exporter.snapshot`), never
-at scrape time.
+exposition (`store`), its `describe()` and the reference rendering through prometheus_client
+(`reference`, which tests compare against) all derive from these declarations. Lines are
+rendered when what they show changes (`snapshot`), never at scrape time.
 """
 
 from __future__ import annotations
@@ -22,12 +21,12 @@ from prometheus_client.metrics_core import (
 from prometheus_client.utils import floatToGoString as _float_to_go_string
 
 from exporter.config import format_duration
-from exporter.selfmetrics import PREFIX
-from exporter.tasklists import TASKLIST_LABELS
+from exporter.core.tasklists import TASKLIST_LABELS
+from exporter.telemetry.selfmetrics import PREFIX
 
 if TYPE_CHECKING:
-    from exporter.counting import TaskSummary
-    from exporter.instances import DiscoveryHealth, InstanceInfo
+    from exporter.core.counting import TaskSummary
+    from exporter.core.instances import DiscoveryHealth, InstanceInfo
 
 
 FamilyType = Literal["gauge", "counter", "histogram"]
@@ -72,7 +71,7 @@ def floatToGoString(value: float) -> str:
 
 
 def format_bound(bound: float) -> str:
-    """A bucket's `le` value, as the collector has always written it."""
+    """A bucket's `le` value, as prometheus_client writes it (the reference rendering)."""
     return repr(float(bound))
 
 

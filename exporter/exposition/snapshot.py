@@ -15,10 +15,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from exporter.counting import TaskSummary
-from exporter.exposition import ExpositionStore
-from exporter.instances import DiscoveryHealth, InstanceInfo
-from exporter.metrics import (
+from exporter.core.counting import HistogramRow, TaskSummary
+from exporter.core.instances import DiscoveryHealth, InstanceInfo
+from exporter.core.tasklists import TASKLIST_LABELS, TaskList
+from exporter.core.tasks import ZERO_INITIALIZED_STATUSES
+from exporter.exposition.families import (
     TaskFamilies,
     format_bound,
     render_discovery,
@@ -27,9 +28,7 @@ from exporter.metrics import (
     render_status,
     render_summary,
 )
-from exporter.state import HistogramRow
-from exporter.tasklists import TASKLIST_LABELS, TaskList
-from exporter.tasks import ZERO_INITIALIZED_STATUSES
+from exporter.exposition.store import ExpositionStore
 
 # A duration group: the series one set of histogram labels (before task_name and status)
 # covers. Without duration_by_instance every instance of a service in a project shares one.

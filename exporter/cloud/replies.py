@@ -1,47 +1,25 @@
-"""Reading what the cloud sends, within bounds: total time, decoded size, JSON depth, text.
+"""Reading what the cloud sends, within bounds: total time and decoded size.
 
 Everything from the network is hostile. A reply that trickles one byte at a time defeats a
-per-read timeout, a small gzip body can expand a thousandfold, deep JSON can exhaust the
-parser's stack, and a string may carry lone surrogates (which SQLite and UTF-8 refuse),
-control characters or a megabyte of text that would end up in a label.
+per-read timeout and a small gzip body can expand a thousandfold; so a reply is read within
+one deadline for the whole of it, and decoded chunk by chunk with a cap on the output. What
+the body then holds (JSON depth, strings) is checked by `exporter.text`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from itertools import accumulate
 from typing import Any
 
 import httpx
 
 from exporter.aio import within
+from exporter.text import clean_text
 
-MAX_JSON_DEPTH = 32
 # Encodings decoded here, chunk by chunk with a cap on the output; nothing else is asked for.
 ACCEPT_ENCODING = "gzip, deflate"
-
-_SURROGATES = re.compile("[\ud800-\udfff]")
-_SPACES = re.compile("[\t\n\r\u2028\u2029]+")
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
-TRUNCATED = "…"
-
-
-def clean_text(value: str, limit: int) -> str:
-    """A cloud string made safe to store, log and export.
-
-    Lone surrogates become U+FFFD, line breaks and tabs a space, other control characters
-    go, and text beyond `limit` characters is cut, ending in `…` to say so.
-    """
-    text = _SURROGATES.sub("\ufffd", value)
-    text = _CONTROLS.sub("", _SPACES.sub(" ", text)).strip()
-    if len(text) > limit:
-        text = text[: limit - 1] + TRUNCATED
-    return text
 
 
 class ReplyError(Exception):
@@ -190,65 +168,3 @@ async def read_reply(
         raise ReplyError(
             f"connection failed ({type(exc).__name__}: {detail})", retryable=True
         ) from None
-
-
-# Nesting depth by bracket: +1 for `[` and `{`, -1 for `]` and `}`, once strings are removed.
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-_STEP = [0] * 256
-_STEP[ord("[")] = _STEP[ord("{")] = 1
-_STEP[ord("]")] = _STEP[ord("}")] = -1
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-
-
-def json_depth(body: bytes) -> int:
-    """How deeply a JSON document nests (0 for a scalar), without parsing it."""
-    brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
-    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
-
-
-class TooDeep(ValueError):
-    """Valid JSON perhaps, but nested deeper than any answer of the APIs."""
-
-
-def parse_json(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """A JSON document no deeper than `max_depth`; ValueError when it is not one."""
-    if json_depth(body) > max_depth:
-        raise TooDeep(f"the answer's JSON nests deeper than {max_depth} levels")
-    return json.loads(body)
-
-
-# The APIs' timestamps (tasks, IAM tokens, metadata keys): read leniently, UTC by default.
-_TS_RE = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?"
-    r"\s*(Z|[+-]\d{2}:?\d{2})?$"
-)
-
-
-def parse_timestamp(value: Any) -> float | None:
-    """Parse the APIs' `2020-06-17T07:38:42.503Z` (and close variants) to epoch seconds.
-
-    A timestamp without a zone is taken as UTC, as the APIs document UTC everywhere.
-    Anything unreadable gives None rather than an exception.
-    """
-    if not isinstance(value, str):
-        return None
-    m = _TS_RE.match(value.strip())
-    if not m:
-        return None
-    year, month, day, hour, minute, second, frac, zone = m.groups()
-    try:
-        tz = timezone.utc
-        if zone and zone != "Z":
-            sign = 1 if zone[0] == "+" else -1
-            digits = zone[1:].replace(":", "")
-            offset_min = int(digits[:2]) * 60 + int(digits[2:])
-            tz = timezone(sign * timedelta(minutes=offset_min))
-        dt = datetime(
-            int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=tz
-        )
-    except ValueError:
-        return None
-    ts = dt.timestamp()
-    if frac:
-        ts += int(frac) / 10 ** len(frac)
-    return ts

@@ -1,4 +1,4 @@
-"""The two paging dialects of the task-list APIs, over `exporter.cloudapi`'s signed GET.
+"""The two paging dialects of the task-list APIs, over `exporter.cloud.client`'s signed GET.
 
 DCS pages with `offset` (0-based) and a `start_time` window; DMS with `start` and a
 `begin_time` window. The references disagree on whether DMS `start` counts from 0 or 1, and
@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from exporter.aio import within
-from exporter.cloudapi import ApiError, CloudClient
-from exporter.tasklists import TaskList
-from exporter.tasks import Task, parse_page
+from exporter.cloud.client import ApiError, CloudClient
+from exporter.cloud.paging import check_pages
+from exporter.core.tasklists import TaskList
+from exporter.core.tasks import Task, parse_page
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +73,21 @@ class TaskReader:
         trail: list[float] = []  # the last two creation times seen, in list order
         repeats = 0
         while True:
-            if result.pages >= settings.max_pages:
-                raise ApiError(
-                    f"more than {settings.max_pages} pages of tasks since the window start; "
-                    "raise http.max_pages or shorten lookback/catchup_max"
-                )
+            check_pages(
+                result.pages,
+                settings.max_pages,
+                "of tasks since the window start; raise http.max_pages or shorten "
+                "lookback/catchup_max",
+            )
             params = {index_param: str(index), "limit": str(page_size), window_param: window}
             try:
-                body = await self.client.get_json(target, params)
+                body = await self.client.request_json(
+                    target.url,
+                    params,
+                    self.client.providers[target.credentials_id],
+                    target.service,
+                    target.region,
+                )
             except ApiError as exc:
                 if (
                     target.dialect == "dms"

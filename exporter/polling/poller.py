@@ -1,6 +1,6 @@
 """Polling: when each task list is read, and what a poll's outcome publishes.
 
-The counting rules themselves are pure, in `exporter.counting`; the state store commits a
+The counting rules themselves are pure, in `exporter.core.counting`; the state store commits a
 poll and says what it changed; the snapshot store re-renders what that touched.
 """
 
@@ -13,16 +13,16 @@ import time
 from collections.abc import Sequence
 
 from exporter.aio import spawn, wait_stopped
-from exporter.cloudapi import ApiError, CloudClient
+from exporter.cloud.client import ApiError, CloudClient
 from exporter.config import Config
-from exporter.counting import TaskListState, TaskSummary, merge, summarize, window_start
-from exporter.dialects import TaskReader
-from exporter.logs import EVENTS_LOGGER
-from exporter.selfmetrics import SelfMetrics
-from exporter.snapshot import SnapshotStore, TaskListSnapshot
-from exporter.state import StateError, StateStore
-from exporter.tasklists import TaskList
-from exporter.tasks import ZERO_INITIALIZED_STATUSES
+from exporter.core.counting import TaskListState, TaskSummary, merge, summarize, window_start
+from exporter.core.tasklists import TaskList
+from exporter.core.tasks import ZERO_INITIALIZED_STATUSES
+from exporter.exposition.snapshot import SnapshotStore, TaskListSnapshot
+from exporter.polling.dialects import TaskReader
+from exporter.polling.state import StateError, StateStore
+from exporter.telemetry.logs import EVENTS_LOGGER
+from exporter.telemetry.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)
 events_log = logging.getLogger(EVENTS_LOGGER)

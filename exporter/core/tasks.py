@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.change import summarize_change
-from exporter.replies import clean_text, parse_timestamp
+from exporter.core.change import summarize_change
+from exporter.text import clean_text, parse_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class Task:
     status: str
     created_at: float | None
     updated_at: float | None
-    # Who started the task, and what it changes (see `exporter.change`): "" when unknown.
+    # Who started the task, and what it changes (see `exporter.core.change`): "" when unknown.
     user_name: str = ""
     change: str = ""
 

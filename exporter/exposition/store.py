@@ -1,30 +1,18 @@
-"""`/metrics` from pre-rendered lines: a scrape concatenates, it renders nothing.
+"""The pre-rendered exposition: a scrape concatenates, it renders nothing.
 
 Like kube-state-metrics' metrics store: the lines of each object (a task list, a group of
 duration series, the discovery results) are rendered per family when the object changes
-(`exporter.snapshot`) and kept here as bytes. A scrape writes each family's header and the
-stored blocks behind it, then the exporter's own metrics, which prometheus_client renders
-(they do not grow with the fleet). Both the Prometheus text format and OpenMetrics are
-served; `?name[]=` selects series by sample name for every family.
+(`exporter.exposition.snapshot`) and kept here as bytes. A scrape (`exporter.web.metrics`)
+takes each family's header and the stored blocks behind it, in the Prometheus text format or
+OpenMetrics; `name[]` selects samples by name for every family.
 """
 
 from __future__ import annotations
 
 import threading
-import zlib
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from typing import Any
-from urllib.parse import parse_qs
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder, gzip_accepted
-
-from exporter.metrics import Family
-
-StartResponse = Callable[..., Any]
-
-# Fast compression: a large exposition is compressed on every scrape that asks for gzip.
-GZIP_LEVEL = 1
+from exporter.exposition.families import Family
 
 
 class ExpositionStore:
@@ -79,35 +67,3 @@ def _only(block: bytes, names: Iterable[str]) -> bytes:
     """The lines of `block` whose sample name is one of `names` (for a partial `name[]`)."""
     prefixes = tuple(n.encode() + b"{" for n in names) + tuple(n.encode() + b" " for n in names)
     return b"".join(line for line in block.splitlines(keepends=True) if line.startswith(prefixes))
-
-
-class MetricsApp:
-    """The `/metrics` WSGI app: the stored task lines, then the exporter's own metrics."""
-
-    def __init__(self, store: ExpositionStore, registry: CollectorRegistry) -> None:
-        self.store = store
-        self.registry = registry
-
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
-        encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
-        openmetrics = content_type.startswith("application/openmetrics-text")
-        params = parse_qs(environ.get("QUERY_STRING", ""))
-        names = params.get("name[]")
-        registry: Any = self.registry.restricted_registry(names) if names else self.registry
-        chunks = self.store.render(openmetrics, frozenset(names) if names else None)
-        chunks.append(encoder(registry))  # last: in OpenMetrics it ends with `# EOF`
-        headers = [("Content-Type", content_type)]
-        if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
-            chunks = [_gzip(chunks)]
-            headers.append(("Content-Encoding", "gzip"))
-        headers.append(("Content-Length", str(sum(map(len, chunks)))))
-        start_response("200 OK", headers)
-        return chunks
-
-
-def _gzip(chunks: Iterable[bytes]) -> bytes:
-    """One gzip member over all chunks, without joining them first."""
-    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
-    out = [compressor.compress(chunk) for chunk in chunks]
-    out.append(compressor.flush())
-    return b"".join(out)

@@ -1,0 +1,171 @@
+"""The landing page: the task lists, the recent failures and the running tasks, as HTML.
+
+A pure function of a snapshot and the time (`render_landing`), so it is tested without
+sockets. Every value comes from the cloud and is escaped; the page runs no script and loads
+nothing (LANDING_CSP).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import time
+from collections.abc import Iterable
+
+from exporter import __version__
+from exporter.core.tasklists import TaskList
+from exporter.exposition.snapshot import ExporterSnapshot, TaskListSnapshot
+
+
+def render_landing(snapshot: ExporterSnapshot, now: float) -> str:
+    """The task lists, the recent failures and the running tasks, every value escaped."""
+    targets = snapshot.targets
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Huawei Cloud task exporter</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}}
+th{{background:#f4f4f4}}small{{color:#666}}p.note{{color:#555}}
+tr.ok td:nth-child(6){{color:#080}}tr.fail td:nth-child(6){{color:#b00}}
+td.when{{white-space:nowrap}}td.change{{min-width:12em}}#failures td.when{{color:#b00}}
+</style></head>
+<body><h1>Huawei Cloud task exporter</h1>
+<p>Version {_e(__version__)}.
+<a href="/metrics">Metrics</a> &middot; <a href="/healthz">Health</a> &middot;
+<a href="/readyz">Readiness</a></p>
+<h2>Targets</h2>
+<table id="targets"><tr><th>service</th><th>region</th><th>project</th><th>instance</th>
+<th>name</th><th>last poll</th><th>last success</th><th>duration</th></tr>
+{"".join(_target_row(ts, now) for ts in targets)}
+</table>
+{_failures(targets, now)}
+{_running(targets, now)}
+</body></html>
+"""
+
+
+# The landing page runs no script and loads nothing: only its own inline style.
+LANDING_CSP = "default-src 'none'; style-src 'unsafe-inline'"
+# Rows per table on the landing page: enough to see what is going on, bounded whatever the
+# number of task lists.
+LANDING_MAX_ROWS = 50
+
+
+def _e(value: object) -> str:
+    """Escaped for HTML text and quoted attributes: every value comes from the cloud."""
+    return html.escape(str(value), quote=True)
+
+
+def _target_row(ts: TaskListSnapshot, now: float) -> str:
+    t = ts.target
+    if not ts.polled:
+        result = "not polled yet"
+    elif ts.up:
+        result = "ok"
+    else:
+        result = "failed: " + (ts.last_error or "")
+    if ts.last_attempt is not None:
+        result += f" ({now - ts.last_attempt:.0f}s ago)"
+    ago = f"{now - ts.last_success:.0f}s ago" if ts.last_success else "never"
+    took = f"{ts.poll_duration:.2f}s" if ts.poll_duration is not None else ""
+    cells = [
+        t.service,
+        t.region,
+        t.project_id,
+        t.instance_id or "(task center)",
+        t.instance_name,
+        result,
+        ago,
+        took,
+    ]
+    cls = "ok" if ts.up else ("fail" if ts.polled else "")
+    return f"<tr class='{cls}'>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>"
+
+
+def _task_list(t: TaskList) -> str:
+    """A task list in one cell: service and instance name, then region and instance ID (the
+    project for the task center, which has one list per project)."""
+    name = t.instance_name or t.instance_id or "(task center)"
+    where = t.instance_id or f"project {t.project_id}"
+    return f"{_e(t.service)} {_e(name)}<br><small>{_e(t.region)} &middot; {_e(where)}</small>"
+
+
+def _when(ts: float | None, now: float) -> str:
+    """A UTC time and how long ago it was."""
+    if ts is None or not math.isfinite(ts) or abs(ts) > 1e11:
+        return "unknown"
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+    return f"{stamp}<br><small>{_e(_ago(now - ts))}</small>"
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 0:
+        return "in the future"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"
+
+
+def _task_table(
+    table_id: str,
+    title: str,
+    note: str,
+    when: str,
+    rows: list[tuple[float | None, TaskList, str, str, str, str]],
+    now: float,
+) -> str:
+    """A table of tasks with their context, newest first, at most LANDING_MAX_ROWS rows."""
+    rows.sort(key=lambda r: -math.inf if r[0] is None else r[0], reverse=True)
+    shown = rows[:LANDING_MAX_ROWS]
+    if len(rows) > len(shown):
+        note += f" Showing the newest {len(shown)} of {len(rows)}."
+    head = f"<h2>{title}</h2>\n<p class='note'>{note}</p>\n"
+    if not shown:
+        return head + f"<p id='{table_id}'>None.</p>"
+    body = "".join(
+        f"<tr><td class='when'>{_when(at, now)}</td><td>{_task_list(t)}</td><td>{_e(name)}</td>"
+        f"<td><code>{_e(task_id)}</code></td><td>{_e(user)}</td>"
+        f"<td class='change'>{_e(change)}</td></tr>"
+        for at, t, name, task_id, user, change in shown
+    )
+    return (
+        head
+        + f"<table id='{table_id}'><tr><th>{when}</th><th>task list</th><th>task</th>"
+        + "<th>task ID</th><th>user</th><th>change</th></tr>\n"
+        + body
+        + "\n</table>"
+    )
+
+
+def _failures(targets: Iterable[TaskListSnapshot], now: float) -> str:
+    rows: list[tuple[float | None, TaskList, str, str, str, str]] = [
+        (finished_at, ts.target, name, task_id, user, change)
+        for ts in targets
+        for name, task_id, user, change, finished_at in ts.summary.last_failure
+    ]
+    return _task_table(
+        "failures",
+        "Recent failures",
+        "The last failed task of each name on each task list.",
+        "failed",
+        rows,
+        now,
+    )
+
+
+def _running(targets: Iterable[TaskListSnapshot], now: float) -> str:
+    rows: list[tuple[float | None, TaskList, str, str, str, str]] = []
+    for ts in targets:
+        started = dict(ts.summary.oldest_unfinished)
+        rows.extend(
+            (started.get(name), ts.target, name, task_id, user, change)
+            for name, task_id, user, change in ts.summary.oldest_unfinished_info
+        )
+    return _task_table(
+        "running",
+        "Running tasks",
+        "The oldest unfinished task of each name on each task list.",
+        "started",
+        rows,
+        now,
+    )
