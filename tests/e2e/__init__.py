@@ -1,0 +1,1 @@
+"""End-to-end tests: where a process (exporter, simulator, Prometheus, browser) is the point."""

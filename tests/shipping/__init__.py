@@ -1,0 +1,1 @@
+"""Tests of what ships beside the package: rules, dashboards, manifests, image."""
