@@ -19,8 +19,8 @@ from exporter.config import (
     Problem,
     load_config,
     load_config_text,
+    yamlevents,
 )
-from exporter.config import loading as config_module
 from tests.conftest import SECRET_KEY, run_cli
 
 # The CLI's config checks are quick and version-sensitive: run on every supported Python.
@@ -494,13 +494,13 @@ def test_deep_nesting_is_a_clean_error(style: str) -> None:
 def test_moderate_nesting_reaches_the_depth_bound() -> None:
     """Below libyaml's own bound (1,000): the reader's bound, the same for both parsers."""
     nested = "[" * 40 + "]" * 40
-    for parser in (config_module._Parser, yaml.SafeLoader):
-        original = config_module._Parser
-        config_module._Parser = parser
+    for parser in (yamlevents._Parser, yaml.SafeLoader):
+        original = yamlevents._Parser
+        yamlevents._Parser = parser
         try:
             problem = only(CREDS + TARGET + "x: " + nested + "\n")
         finally:
-            config_module._Parser = original
+            yamlevents._Parser = original
         assert problem.message == "nested more than 32 levels deep"
 
 
@@ -552,7 +552,7 @@ def test_aliases_and_merge_keys_still_work() -> None:
     ],
 )
 def test_reader_gives_the_same_data_as_pyyaml(text: str) -> None:
-    assert config_module._read_yaml(text, env={"TEST_SK": "x"}).data == yaml.safe_load(
+    assert yamlevents.read_yaml(text, env={"TEST_SK": "x"}).data == yaml.safe_load(
         text.replace("${TEST_SK}", "x")
     )
 

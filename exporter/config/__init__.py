@@ -1,15 +1,33 @@
-"""The configuration: schema (`schema`), reading a file (`loading`), secrets (`secrets`).
+"""The configuration: a leaf package that imports nothing else of the exporter.
 
-Everything the rest of the exporter uses is re-exported here, so callers import from
-`exporter.config` and never need to know which of the three modules holds a name.
+The file's schema (`schema`), its building blocks (`base`: strict models, cross-field checks,
+durations), the credential sources (`credentials`), reading a file (`loading`, over the YAML
+events of `yamlevents`), secrets (`secrets`). Everything the rest of the exporter uses is
+re-exported here (and pinned by tests/config/test_public_names.py), so callers import from
+`exporter.config` and never need to know which module holds a name.
 """
 
 from __future__ import annotations
 
+from exporter.config.base import (
+    MAX_DURATION,
+    SERVICES,
+    Service,
+    format_duration,
+    format_path,
+    parse_duration,
+)
+from exporter.config.credentials import (
+    CREDENTIAL_SOURCES,
+    AkSkCredentials,
+    AnyCredentials,
+    Credentials,
+    EnvCredentials,
+    MetadataCredentials,
+    PasswordCredentials,
+)
 from exporter.config.loading import (
     MAX_CONFIG_BYTES,
-    MAX_DEPTH,
-    MAX_VALUES,
     ConfigError,
     Problem,
     load_config,
@@ -17,30 +35,18 @@ from exporter.config.loading import (
 )
 from exporter.config.schema import (
     CLOUD_DOMAINS,
-    CREDENTIAL_SOURCES,
     DEFAULT_BUCKETS,
-    MAX_DURATION,
-    SERVICES,
-    AkSkCredentials,
-    AnyCredentials,
     Cloud,
     Config,
-    Credentials,
     DiscoverConfig,
     Endpoints,
-    EnvCredentials,
     HttpSettings,
     InstanceConfig,
-    MetadataCredentials,
     MetricsSettings,
-    PasswordCredentials,
-    Service,
     TargetConfig,
-    format_duration,
-    format_path,
-    parse_duration,
 )
 from exporter.config.secrets import ENV_AK, ENV_SK, ENV_TOKEN, MAX_SECRET_FILE, SECRET_FIELDS
+from exporter.config.yamlevents import MAX_DEPTH, MAX_VALUES
 
 __all__ = [
     "CLOUD_DOMAINS",

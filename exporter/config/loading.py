@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,17 +18,17 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, Tag, ValidationError
 
-from exporter.config.schema import (
+from exporter.config.base import Loc, format_path
+from exporter.config.credentials import (
     CREDENTIAL_SOURCES,
     AkSkCredentials,
-    Config,
     EnvCredentials,
-    Loc,
     MetadataCredentials,
     PasswordCredentials,
-    format_path,
 )
+from exporter.config.schema import Config
 from exporter.config.secrets import SECRET_FIELDS
+from exporter.config.yamlevents import Fatal, Marks, read_yaml
 
 
 @dataclass(frozen=True)
@@ -59,244 +58,7 @@ class ConfigError(Exception):
         super().__init__("\n".join(self.problems))
 
 
-# --- reading YAML ------------------------------------------------------------------------
-#
-# The file is read from the parser's events rather than with yaml.safe_load: one pass, in a
-# loop rather than recursion (so nesting is bounded, never a RecursionError or a C stack
-# overflow), counting every value an alias expands to (so an alias bomb is refused at once,
-# not after gigabytes), refusing duplicate keys (PyYAML keeps the last silently), expanding
-# ${VAR} in place and recording the line of every key and item for the errors.
-
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
-MAX_DEPTH = 32
-MAX_VALUES = 1_000_000  # after alias expansion; 10,000 instances are about 50,000
-
-_Parser: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml is ten times faster
-_RESOLVER = yaml.resolver.Resolver()
-_CONSTRUCTOR = yaml.constructor.SafeConstructor()
-_STR_TAG = "tag:yaml.org,2002:str"
-_SCALAR_TAGS = frozenset(
-    f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float", "timestamp")
-)
-_MAP_TAGS = frozenset({None, "!", "tag:yaml.org,2002:map"})
-_SEQ_TAGS = frozenset({None, "!", "tag:yaml.org,2002:seq"})
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-# Where each key and item is: a mapping's marks map its keys to (line, marks of the value), a
-# sequence's list (line, marks) per item; a scalar has none.
-Marks = dict[Any, tuple[int, Any]] | list[tuple[int, Any]] | None
-
-
-class _Fatal(Exception):
-    """A problem after which the rest of the file cannot be read."""
-
-    def __init__(self, line: int | None, path: Loc, message: str) -> None:
-        super().__init__(message)
-        self.line, self.path, self.message = line, path, message
-
-
-class _Node:
-    """A mapping or sequence being read, with its size (values it holds, itself included)."""
-
-    __slots__ = (
-        "anchor",
-        "explicit",
-        "key",
-        "key_line",
-        "line",
-        "marks",
-        "merge",
-        "merges",
-        "path",
-        "size",
-        "value",
-    )
-
-    def __init__(self, value: Any, marks: Any, path: Loc, line: int, anchor: str | None) -> None:
-        self.value, self.marks, self.path, self.line, self.anchor = value, marks, path, line, anchor
-        self.size = 1
-        self.key: Any = _NO_KEY  # a mapping's key awaiting its value
-        self.key_line = 0
-        self.merge = False  # that key is `<<`
-        self.merges: list[tuple[Any, Any]] = []
-        self.explicit: set[Any] = set()
-
-
-_NO_KEY = object()
-
-
-@dataclass
-class _Document:
-    data: Any
-    marks: Marks
-    problems: list[tuple[int | None, Loc, str]]  # duplicate keys, unset variables
-
-
-def _scalar(event: yaml.ScalarEvent, line: int, path: Loc) -> Any:
-    tag = event.tag
-    if tag is None or tag == "!":
-        tag = _RESOLVER.resolve(yaml.ScalarNode, event.value, event.implicit)  # type: ignore[no-untyped-call]
-    if tag == _STR_TAG:
-        return event.value
-    if tag == _MERGE_TAG:
-        return _MERGE
-    if tag not in _SCALAR_TAGS:
-        raise _Fatal(line, path, "unsupported YAML tag (only plain values, lists and mappings)")
-    try:
-        return _CONSTRUCTOR.yaml_constructors[tag](_CONSTRUCTOR, yaml.ScalarNode(tag, event.value))
-    except (ValueError, yaml.YAMLError):  # e.g. an integer of more than 4,300 digits
-        raise _Fatal(line, path, "invalid value (a number too long?)") from None
-
-
-_MERGE = object()  # the `<<` key
-
-
-def _read_yaml(text: str, env: Mapping[str, str]) -> _Document:
-    """The single document in `text`, with marks and the problems found on the way.
-
-    Raises yaml.YAMLError for syntax errors, _Fatal for files that are too deep, too large
-    after alias expansion, or use features that are not plain data.
-    """
-    problems: list[tuple[int | None, Loc, str]] = []
-    anchors: dict[str, tuple[Any, Marks, int]] = {}
-    stack: list[_Node] = []
-    total = 0
-    result: tuple[Any, Marks] | None = None
-    documents = 0
-    parser = _Parser(text)
-    try:
-        while parser.check_event():
-            event = parser.get_event()
-            line = event.start_mark.line + 1
-            top = stack[-1] if stack else None
-            if top is None:
-                path: Loc = ()
-            elif isinstance(top.value, list):
-                path = (*top.path, len(top.value))
-            else:
-                path = top.path if top.key is _NO_KEY else (*top.path, top.key)
-
-            if isinstance(event, yaml.ScalarEvent | yaml.AliasEvent):
-                if isinstance(event, yaml.AliasEvent):
-                    if event.anchor not in anchors:
-                        raise _Fatal(line, path, f"alias *{event.anchor} is not defined before")
-                    value, marks, size = anchors[event.anchor]
-                else:
-                    value, marks, size = _scalar(event, line, path), None, 1
-                    if (
-                        isinstance(value, str)
-                        and "$" in value
-                        and (top is None or top.key is not _NO_KEY or isinstance(top.value, list))
-                    ):
-                        value = _expand(value, env, line, path, problems)
-                    if event.anchor is not None:
-                        anchors[event.anchor] = (value, None, 1)
-                total += size
-                if total > MAX_VALUES:
-                    raise _Fatal(line, path, f"more than {MAX_VALUES:,} values (YAML aliases?)")
-            elif isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
-                is_map = isinstance(event, yaml.MappingStartEvent)
-                if event.tag not in (_MAP_TAGS if is_map else _SEQ_TAGS):
-                    raise _Fatal(
-                        line, path, "unsupported YAML tag (only plain values, lists and mappings)"
-                    )
-                if top is not None and not isinstance(top.value, list) and top.key is _NO_KEY:
-                    raise _Fatal(line, path, "a key must be a plain value, not a list or mapping")
-                if len(stack) >= MAX_DEPTH:
-                    raise _Fatal(line, path, f"nested more than {MAX_DEPTH} levels deep")
-                node = _Node({} if is_map else [], {} if is_map else [], path, line, event.anchor)
-                stack.append(node)
-                total += 1
-                if total > MAX_VALUES:
-                    raise _Fatal(line, path, f"more than {MAX_VALUES:,} values (YAML aliases?)")
-                continue
-            elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
-                node = stack.pop()
-                for merged, merged_marks in node.merges:  # explicit keys win, then in order
-                    for k, v in merged.items():
-                        if k not in node.value:
-                            node.value[k] = v
-                            node.marks[k] = merged_marks[k]
-                value, marks, size = node.value, node.marks, node.size
-                if node.anchor is not None:
-                    anchors[node.anchor] = (value, marks, size)
-                line, path = node.line, node.path
-                top = stack[-1] if stack else None
-            elif isinstance(event, yaml.DocumentStartEvent):
-                documents += 1
-                if documents > 1:
-                    raise _Fatal(line, (), "more than one YAML document (---) in the file")
-                continue
-            else:  # stream start and end, document end
-                continue
-
-            # A complete value (scalar, alias, mapping or sequence): place it in its parent.
-            if top is None:
-                result = (value, marks)
-            elif isinstance(top.value, list):
-                top.value.append(value)
-                top.marks.append((line, marks))
-                top.size += size
-            elif top.key is _NO_KEY:  # a key
-                if isinstance(value, list | dict):
-                    raise _Fatal(
-                        line, top.path, "a key must be a plain value, not a list or mapping"
-                    )
-                if value is _MERGE:
-                    top.merge = True
-                elif value in top.explicit:
-                    first = top.marks[value][0]
-                    problems.append(
-                        (line, (*top.path, value), f"duplicate key (also on line {first})")
-                    )
-                top.key, top.key_line = value, line
-            else:
-                if top.merge:
-                    items = value if isinstance(value, list) else [value]
-                    item_marks: Any = marks if isinstance(value, list) else [(line, marks)]
-                    for item, (_, m) in zip(items, item_marks, strict=True):
-                        if not isinstance(item, dict):
-                            raise _Fatal(
-                                line, top.path, "<< must merge a mapping or a list of mappings"
-                            )
-                        top.merges.append((item, m))
-                    top.merge = False
-                elif top.key not in top.explicit:
-                    top.explicit.add(top.key)
-                    top.marks[top.key] = (top.key_line, marks)
-                    top.value[top.key] = value
-                top.size += size
-                top.key = _NO_KEY
-    finally:
-        parser.dispose()
-    data, marks = result if result is not None else (None, None)
-    return _Document(data, marks, problems)
-
-
-_VAR_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def _expand(value: str, env: Mapping[str, str], line: int, path: Loc, problems: list[Any]) -> str:
-    """`${VAR}` and `${VAR:-default}` from the environment, `$$` for a dollar sign.
-
-    An unset or empty variable without a default is a problem (the text is left as written);
-    the message tells the two apart: an empty one usually means a secret mount is missing.
-    """
-
-    def repl(m: re.Match[str]) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        name, default = m.group(1), m.group(2)
-        found = env.get(name)
-        if found:
-            return found
-        if default is not None:
-            return default
-        state = "is not set" if found is None else "is set but empty"
-        problems.append((line, path, f"environment variable {name} {state}"))
-        return m.group(0)
-
-    return _VAR_RE.sub(repl, value)
 
 
 def _secret_values(node: Any) -> list[str]:
@@ -442,7 +204,7 @@ def load_config_text(
     if len(text) > MAX_CONFIG_BYTES:
         raise fail(None, "", "the file is larger than 16 MiB")
     try:
-        doc = _read_yaml(text, env)
+        doc = read_yaml(text, env)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -450,7 +212,7 @@ def load_config_text(
         raise ConfigError(
             [Problem(source, line, "", f"not valid YAML: {problem}", column)]
         ) from None
-    except _Fatal as exc:
+    except Fatal as exc:
         raise fail(exc.line, format_path(exc.path), exc.message) from None
     if doc.data is None:
         raise fail(None, "", "the file is empty")

@@ -1,7 +1,8 @@
-"""The configuration's schema: typed models that reject unknown keys, durations, checks.
+"""The configuration's schema: the file's top level, its targets, HTTP and metrics settings.
 
-Models validate data already read (see `exporter.config.loading` for the file itself);
-secret values are read through `exporter.config.secrets`.
+Models validate data already read (see `exporter.config.loading` for the file itself); the
+building blocks are in `exporter.config.base`, the credential sources in
+`exporter.config.credentials`, secret values are read through `exporter.config.secrets`.
 """
 
 from __future__ import annotations
@@ -13,285 +14,43 @@ import re
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
-    Discriminator,
     Field,
-    ModelWrapValidatorHandler,
     PrivateAttr,
-    SecretStr,
-    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from exporter.config.base import (
+    MAX_DURATION,
+    SERVICES,
+    CrossChecked,
+    Duration,
+    Interval,
+    Loc,
+    Service,
+    StrictModel,
+    Timeout,
+    check_url,
+    format_path,
+    not_below,
+)
+from exporter.config.credentials import (
+    AkSkCredentials,
+    AnyCredentials,
+    Credentials,
+    EnvCredentials,
+    PasswordCredentials,
+)
 from exporter.config.secrets import (
     ENV_AK,
     ENV_SK,
-    check_one_secret,
-    env_keys,
-    read_secret_file,
-    secret_or_file,
 )
-
-Service = Literal["dcs", "kafka", "rabbitmq", "rocketmq"]
-SERVICES: tuple[Service, ...] = get_args(Service)
-
-_DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h|d|w))+$")
-_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-# No setting needs more: a bound keeps sleeps and date arithmetic finite (`1e400s` is infinity).
-MAX_DURATION = 366 * 86400.0
-
-
-def parse_duration(value: Any) -> float:
-    """`90s`, `5m`, `1h30m`, `500ms`, `2d`, `1w` to seconds. Bare numbers are refused.
-
-    Refusing `60` avoids guessing whether the user meant seconds or minutes. The value is
-    never quoted back: a secret pasted into the wrong key must not reach the error.
-    """
-    if isinstance(value, bool) or not isinstance(value, str):
-        raise ValueError("must be a duration string such as 30s, 5m or 1h")
-    text = value.strip()
-    if len(text) > 1000 or not _DURATION_RE.match(text):
-        raise ValueError("invalid duration: use a number and a unit (ms, s, m, h, d, w)")
-    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART_RE.findall(text))
-    if not seconds <= MAX_DURATION:  # also false for infinity
-        raise ValueError("durations must be at most 366d")
-    return seconds
-
-
-def format_duration(seconds: float) -> str:
-    if seconds >= 3600 and seconds % 3600 == 0:
-        return f"{int(seconds // 3600)}h"
-    if seconds >= 60 and seconds % 60 == 0:
-        return f"{int(seconds // 60)}m"
-    if seconds == int(seconds):
-        return f"{int(seconds)}s"
-    return f"{int(seconds * 1000)}ms"
-
-
-def _at_least_1s(seconds: float) -> float:
-    if seconds < 1:
-        raise ValueError("must be at least 1s")
-    return seconds
-
-
-def _above_0(seconds: float) -> float:
-    if seconds <= 0:
-        raise ValueError("must be above 0")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Interval = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_at_least_1s)]
-Timeout = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_above_0)]
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
-
-
-Loc = tuple[str | int, ...]
-
-
-class CrossChecked(StrictModel):
-    """A model with checks across its fields, reported together with the field errors.
-
-    Pydantic runs `after` model validators only once every field is valid, so a file with
-    a typo and a poll_interval above lookback would need two rounds of fixes. Checks here
-    read the raw input instead (skipping values that are invalid on their own, which the
-    field errors already report) and point at the key concerned.
-    """
-
-    @classmethod
-    def cross_checks(cls, data: Mapping[str, Any], context: Any) -> list[tuple[Loc, str]]:
-        """(location relative to this model, message) of every problem across fields."""
-        return []
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _cross_checked(
-        cls, data: Any, handler: ModelWrapValidatorHandler[Any], info: ValidationInfo
-    ) -> Any:
-        problems = cls.cross_checks(data, info.context) if isinstance(data, Mapping) else []
-        try:
-            model = handler(data)
-        except ValidationError as exc:
-            if not problems:
-                raise
-            errors = [
-                InitErrorDetails(
-                    type=PydanticCustomError(e["type"], e["msg"]), loc=e["loc"], input=None
-                )
-                for e in exc.errors(include_url=False)
-            ]
-        else:
-            if not problems:
-                return model
-            errors = []
-        errors += [
-            InitErrorDetails(type=PydanticCustomError("cross_field", msg), loc=loc, input=None)
-            for loc, msg in problems
-        ]
-        raise ValidationError.from_exception_data(cls.__name__, errors)
-
-
-def _raw_duration(model: type[BaseModel], data: Mapping[str, Any], key: str) -> float | None:
-    """A duration as given (None when invalid: reported on its own), else its default."""
-    if key not in data:
-        default = model.model_fields[key].default
-        return float(default)
-    try:
-        return parse_duration(data[key])
-    except ValueError:
-        return None
-
-
-def _not_below(
-    model: type[BaseModel], data: Mapping[str, Any], low: str, high: str
-) -> list[tuple[Loc, str]]:
-    """`high` must be at least `low`; reported at whichever of the two the file sets."""
-    lo, hi = _raw_duration(model, data, low), _raw_duration(model, data, high)
-    if lo is None or hi is None or hi >= lo:
-        return []
-    if high in data:
-        return [((high,), f"must be at least {low} ({format_duration(lo)})")]
-    return [((low,), f"must not be above {high} ({format_duration(hi)} by default)")]
-
-
-class _SecretFiles(StrictModel):
-    @field_validator("*", mode="after")
-    @classmethod
-    def _file_readable(cls, value: Any, info: ValidationInfo) -> Any:
-        if info.field_name and info.field_name.endswith("_file") and value is not None:
-            read_secret_file(value)
-        return value
-
-
-class AkSkCredentials(_SecretFiles):
-    """An access key pair (optionally temporary, with a security token).
-
-    Secrets may sit in the file itself (usually as `${VAR}`) or in files of their own, the
-    way Kubernetes and Docker mount secrets.
-    """
-
-    source: Literal["aksk"] = "aksk"
-    access_key: str = Field(min_length=1)
-    secret_key: SecretStr | None = None
-    secret_key_file: Path | None = None
-    security_token: SecretStr | None = None
-    security_token_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _one_secret(self) -> AkSkCredentials:
-        check_one_secret(self.secret_key, self.secret_key_file, "secret_key")
-        if self.security_token is not None and self.security_token_file is not None:
-            raise ValueError("set at most one of security_token and security_token_file")
-        return self
-
-    def secret(self) -> str:
-        value = secret_or_file(self.secret_key, self.secret_key_file)
-        assert value is not None  # one of the two is set: checked above
-        return value
-
-    def token(self) -> str | None:
-        return secret_or_file(self.security_token, self.security_token_file) or None
-
-
-class EnvCredentials(StrictModel):
-    """An access key pair from the environment, the variables the official SDKs read."""
-
-    source: Literal["env"] = "env"
-    _keys: tuple[str, str, str | None] = PrivateAttr(default=("", "", None))
-
-    @model_validator(mode="after")
-    def _read_env(self, info: ValidationInfo) -> EnvCredentials:
-        self._keys = env_keys((info.context or {}).get("env"))
-        return self
-
-    @property
-    def access_key(self) -> str:
-        return self._keys[0]
-
-    def secret(self) -> str:
-        return self._keys[1]
-
-    def token(self) -> str | None:
-        return self._keys[2]
-
-
-class MetadataCredentials(StrictModel):
-    """Temporary keys of the agency attached to this ECS (or CCE node), renewed by themselves."""
-
-    source: Literal["metadata"]
-    url: str = "http://169.254.169.254"
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        checked = _check_url(value)
-        assert checked is not None
-        return checked
-
-
-class PasswordCredentials(_SecretFiles):
-    """An IAM user's password, exchanged for an X-Auth-Token scoped to the target's project."""
-
-    source: Literal["password"]
-    user: str = Field(min_length=1)
-    domain: str = Field(min_length=1)
-    password: SecretStr | None = None
-    password_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _one_password(self) -> PasswordCredentials:
-        check_one_secret(self.password, self.password_file, "password", empty_ok=True)
-        return self
-
-    def secret(self) -> str:
-        value = secret_or_file(self.password, self.password_file)
-        assert value is not None  # one of the two is set: checked above
-        return value
-
-
-CREDENTIAL_SOURCES = ("aksk", "env", "metadata", "password")
-
-
-def _credential_source(value: Any) -> str:
-    if isinstance(value, Mapping):
-        return str(value.get("source", "aksk"))
-    return str(getattr(value, "source", "aksk"))
-
-
-Credentials = Annotated[
-    Annotated[AkSkCredentials, Tag("aksk")]
-    | Annotated[EnvCredentials, Tag("env")]
-    | Annotated[MetadataCredentials, Tag("metadata")]
-    | Annotated[PasswordCredentials, Tag("password")],
-    Discriminator(
-        _credential_source,
-        custom_error_type="credential_source",
-        custom_error_message="source must be one of aksk, env, metadata, password",
-    ),
-]
-AnyCredentials = AkSkCredentials | EnvCredentials | MetadataCredentials | PasswordCredentials
-
-
-def _check_url(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", value):
-        raise ValueError("must be an http(s) URL such as https://dcs.eu-west-101.myhuaweicloud.eu")
-    return value.rstrip("/")
 
 
 class Endpoints(StrictModel):
@@ -299,7 +58,7 @@ class Endpoints(StrictModel):
     dms: str | None = None
     iam: str | None = None
 
-    _urls = field_validator("dcs", "dms", "iam")(_check_url)
+    _urls = field_validator("dcs", "dms", "iam")(check_url)
 
 
 # The domain of each cloud's service endpoints: https://{service}.{region}.{domain}
@@ -423,7 +182,7 @@ class HttpSettings(CrossChecked):
 
     @classmethod
     def cross_checks(cls, data: Mapping[str, Any], context: Any) -> list[tuple[Loc, str]]:
-        return _not_below(cls, data, "backoff_initial", "backoff_max")
+        return not_below(cls, data, "backoff_initial", "backoff_max")
 
 
 class MetricsSettings(StrictModel):
@@ -469,8 +228,8 @@ class Config(CrossChecked):
 
     @classmethod
     def cross_checks(cls, data: Mapping[str, Any], context: Any) -> list[tuple[Loc, str]]:
-        problems = _not_below(cls, data, "poll_interval", "lookback")
-        problems += _not_below(cls, data, "poll_interval", "catchup_max")
+        problems = not_below(cls, data, "poll_interval", "lookback")
+        problems += not_below(cls, data, "poll_interval", "catchup_max")
         targets = data.get("targets")
         if isinstance(targets, list):
             problems += _listed_twice(targets)
@@ -550,13 +309,3 @@ def _listed_twice(targets: list[Any]) -> list[tuple[Loc, str]]:
             if isinstance(inst, Mapping) and isinstance(inst.get("id"), str):
                 claim((*scope, inst["id"]), ("targets", i, "instances", j), "this instance")
     return problems
-
-
-def format_path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "(top level)"
