@@ -1,4 +1,4 @@
-"""Wires config → sources → poller → state → snapshot → exposition → HTTP, and runs them."""
+"""Wires config → targets → poller → state → snapshot → exposition → HTTP, and runs them."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ class Exporter:
 
     @contextlib.asynccontextmanager
     async def _running(self) -> AsyncIterator[tuple[Poller, list[Target]]]:
-        """HTTP clients, credential providers, sources and the poller, for one run."""
+        """HTTP clients, credential providers, targets and the poller, for one run."""
         settings = self.config.http
         limits = httpx.Limits(
             max_connections=settings.max_concurrency * 2,
@@ -115,69 +115,65 @@ class Exporter:
             providers = ProviderCache(
                 http, metadata_http, metrics=self.metrics, timeout=settings.timeout
             )
-            sources = build_targets(self.config, providers, client)
+            targets = build_targets(self.config, providers, client)
             poller = Poller(self.config, self.store, client, self.snapshots, self.metrics)
             poller.restore_histograms_and_events()
             # Sources that need nothing from the cloud (project ID given, no discovery) give
             # their task lists at once; the others after their first refresh.
-            self._apply(poller, sources)
-            for source in sources:
-                for service in source.services:
+            self._apply(poller, targets)
+            for target in targets:
+                for service in target.services:
                     # Present at 0 from the start: healthy means "no throttling".
-                    self.metrics.api_throttled.labels(service, source.region)
-            yield poller, sources
+                    self.metrics.api_throttled.labels(service, target.region)
+            yield poller, targets
 
-    def _apply(self, poller: Poller, sources: list[Target]) -> None:
-        poller.set_task_lists(all_task_lists(sources, self.shard))
-        owned = self._owned(sources)
+    def _apply(self, poller: Poller, targets: list[Target]) -> None:
+        poller.set_task_lists(all_task_lists(targets, self.shard))
+        owned = self._owned(targets)
         self.snapshots.publish_discovery(
             [i for s in owned for i in s.instance_infos()],
             [h for s in owned for h in s.discovery_health()],
         )
 
-    def _owned(self, sources: list[Target]) -> list[Target]:
-        """The sources whose discovery this shard reports.
+    def _owned(self, targets: list[Target]) -> list[Target]:
+        """The targets whose discovery this shard reports.
 
         Every shard lists the instances (each needs them to find its own); one reports them.
         """
-        return [s for s in sources if self.shard.owns(s.owner_key)]
+        return [s for s in targets if self.shard.owns(s.owner_key)]
 
-    @staticmethod
-    def _needs_refresh(source: Target) -> bool:
-        return source.project_id is None or source.config.discover is not None
-
-    async def _refresh_all(self, poller: Poller, sources: list[Target]) -> None:
-        await asyncio.gather(*(s.refresh() for s in sources if self._needs_refresh(s)))
-        self._apply(poller, sources)
+    async def _refresh_all(self, poller: Poller, targets: list[Target]) -> None:
+        await asyncio.gather(*(s.refresh() for s in targets if s.needs_refresh))
+        self._apply(poller, targets)
 
     async def once(self) -> bool:
-        """Read the sources, poll every target once; True when everything succeeded."""
-        async with self._running() as (poller, sources):
-            await self._refresh_all(poller, sources)
+        """Read the targets, poll every task list once; True when everything succeeded."""
+        async with self._running() as (poller, targets):
+            await self._refresh_all(poller, targets)
             ok = await poller.poll_all_once()
-            healthy = all(h.up for s in self._owned(sources) for h in s.discovery_health())
+            healthy = all(h.up for s in self._owned(targets) for h in s.discovery_health())
             return ok and healthy
 
     def exposition(self) -> bytes:
         """The text format, as `/metrics` serves it."""
         return b"".join(self.snapshots.exposition.render(False)) + generate_latest(self.registry)
 
-    async def _source_loop(
-        self, source: Target, poller: Poller, sources: list[Target], stop: asyncio.Event
+    async def _target_loop(
+        self, target: Target, poller: Poller, targets: list[Target], stop: asyncio.Event
     ) -> None:
-        """Refresh a source: until its project is known, then every discovery interval."""
+        """Refresh a target: until its project is known, then every discovery interval."""
         while not stop.is_set():
-            if source.project_id is None:
+            if target.project_id is None:
                 delay = self.config.poll_interval
-            elif source.config.discover is not None:
-                delay = source.config.discover.interval
+            elif target.config.discover is not None:
+                delay = target.config.discover.interval
             else:
                 return
             if await wait_stopped(stop, delay):
                 return
-            await source.refresh()
+            await target.refresh()
             poller.note_activity()
-            self._apply(poller, sources)
+            self._apply(poller, targets)
 
     async def serve(self, listen_address: str) -> None:
         """Serve until SIGTERM or SIGINT; polls in flight are cancelled (nothing half-counted)."""
@@ -185,7 +181,7 @@ class Exporter:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        async with self._running() as (poller, sources):
+        async with self._running() as (poller, targets):
 
             def healthy() -> tuple[bool, str]:
                 # A state file gone from under us needs a restart, however polls go.
@@ -203,7 +199,7 @@ class Exporter:
                     "fields": {
                         "address": listen_address,
                         "port": server.port,
-                        "sources": len(sources),
+                        "sources": len(targets),
                         "poll_interval": self.config.poll_interval,
                     }
                 },
@@ -211,17 +207,17 @@ class Exporter:
             run = spawn(poller.run(stop), "poller")
             tasks: list[asyncio.Task[None]] = []
             try:
-                if any(self._needs_refresh(s) for s in sources):
+                if any(s.needs_refresh for s in targets):
                     poller.expect_sources()
-                    first = asyncio.create_task(self._refresh_all(poller, sources))
+                    first = asyncio.create_task(self._refresh_all(poller, targets))
                     stopping = asyncio.create_task(stop.wait())
                     await asyncio.wait({first, stopping}, return_when=asyncio.FIRST_COMPLETED)
                     first.cancel()
                     stopping.cancel()
                     poller.sources_arrived()
                 tasks = [
-                    spawn(self._source_loop(s, poller, sources, stop), f"source {s.owner_key}")
-                    for s in sources
+                    spawn(self._target_loop(s, poller, targets, stop), f"target {s.owner_key}")
+                    for s in targets
                 ]
                 await run
             finally:

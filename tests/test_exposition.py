@@ -190,7 +190,7 @@ def _both(store: SnapshotStore, families: TaskFamilies) -> None:
     expected = _normalized(text_string_to_metric_families(generate_latest(reference).decode()))
     got = _normalized(text_string_to_metric_families(text.decode()))
     assert got == expected
-    assert sum(len(v[2]) for v in got.values()) > (40 if store.current.targets else 0)
+    assert sum(len(v[2]) for v in got.values()) > (40 if store.current.task_lists else 0)
 
     headers, om_text = _scrape(served, accept=OM)
     assert headers["Content-Type"].startswith("application/openmetrics-text")
@@ -205,7 +205,7 @@ def _both(store: SnapshotStore, families: TaskFamilies) -> None:
     # OpenMetrics names the counter family without `_total`, its samples with it.
     counter_samples = got_om["huaweicloud_task_finished"][2]
     assert {s[0] for s in counter_samples} == (
-        {"huaweicloud_task_finished_total"} if store.current.targets else set()
+        {"huaweicloud_task_finished_total"} if store.current.task_lists else set()
     )
 
     headers, compressed = _scrape(served, gzip_ok=True)

@@ -39,7 +39,9 @@ def stores() -> Iterator[Open]:
 
 def _commit(store: StateStore, n: int) -> None:
     store.commit(
-        PollCommit(target=f"t{n}", baseline_at=1.0, watermark=float(n), last_success=float(n))
+        PollCommit(
+            task_list_key=f"t{n}", baseline_at=1.0, watermark=float(n), last_success=float(n)
+        )
     )
 
 
@@ -67,7 +69,7 @@ def test_the_lock_goes_with_close(tmp_path: Path, stores: Open) -> None:
     _commit(first, 1)
     first.close()
     again = stores(tmp_path / "state.db")
-    assert again.load_target("t1").watermark == 1.0
+    assert again.load_task_list("t1").watermark == 1.0
 
 
 def test_deleting_the_state_files_fails_the_next_commit(tmp_path: Path, stores: Open) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,8 +19,8 @@ BOUNDS = (1.0, 10.0, 60.0)
 SERIES = json.dumps(["aggregate", "dcs", "r", "p", "instance", "", "EXTEND", "SUCCESS"])
 
 
-def _commit(target: str, at: float, **changes: object) -> PollCommit:
-    return PollCommit(target=target, baseline_at=100.0, watermark=at, last_success=at, **changes)  # type: ignore[arg-type]
+def _commit(key: str, at: float, **changes: Any) -> PollCommit:
+    return PollCommit(key, baseline_at=100.0, watermark=at, last_success=at, **changes)
 
 
 def test_commit_returns_the_totals_the_file_holds(tmp_path: Path) -> None:
@@ -52,7 +53,7 @@ def test_commit_returns_the_totals_the_file_holds(tmp_path: Path) -> None:
 
     # A new process reads the same, and the buckets are additive rows in the file.
     again = StateStore(tmp_path / "s.db", BOUNDS)
-    assert again.load_target("a").finished == {("EXTEND", "SUCCESS"): 3}
+    assert again.load_task_list("a").finished == {("EXTEND", "SUCCESS"): 3}
     assert [(h.buckets, h.sum, h.count) for h in again.load_histograms()] == [
         ((1, 2, 0, 0), 20.5, 3)
     ]
@@ -66,7 +67,7 @@ def test_quiet_polls_are_written_together_and_on_close(tmp_path: Path) -> None:
     store = StateStore(path, BOUNDS)
     store.commit(_commit("a", 200.0, upserts=[TaskRow("t", "X", "SUCCESS", 150, True, 160, True)]))
     store.commit(_commit("a", 260.0))  # quiet: in memory at once, in the file later
-    assert store.load_target("a").watermark == 260.0
+    assert store.load_task_list("a").watermark == 260.0
     peek = sqlite3.connect(str(path))
     assert peek.execute("SELECT watermark FROM targets").fetchone() == (200.0,)
     store._flushed -= FLUSH_INTERVAL  # as if FLUSH_INTERVAL had passed
@@ -116,7 +117,7 @@ def test_schema_1_histograms_are_carried_over(tmp_path: Path) -> None:
     assert store.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
         "3",
     )
-    assert store.load_target("a").tasks["t1"] == TaskRow(
+    assert store.load_task_list("a").tasks["t1"] == TaskRow(
         "t1", "EXTEND", "SUCCESS", 1.0, True, 2.0, True, 0, "", ""
     )
     store.close()

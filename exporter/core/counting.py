@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 
 from exporter.config import Config
 from exporter.core.tasklists import TaskList
-from exporter.core.tasks import Task, is_finished, is_unfinished
+from exporter.core.tasks import ZERO_INITIALIZED_STATUSES, Task, is_finished, is_unfinished
 
 # Statuses whose task is a task name's "last failure" (its context is exported as info).
 FAILURE_STATUSES = frozenset({"FAILED"})
@@ -118,7 +118,7 @@ class HistogramRow:
 class PollCommit:
     """Everything one poll changes, committed at once."""
 
-    target: str
+    task_list_key: str
     baseline_at: float
     watermark: float
     last_success: float
@@ -145,7 +145,11 @@ class PollCommit:
 
 @dataclass
 class MergeResult:
+    """A poll merged into its task list: what to commit, the state and gauges it leads to."""
+
     commit: PollCommit
+    state: TaskListState
+    summary: TaskSummary
     counted: int = 0
     forgotten: list[str] = field(default_factory=list)
 
@@ -166,22 +170,22 @@ def bucket_index(bounds: Sequence[float], value: float) -> int:
     return bisect_left(bounds, value)
 
 
-def histogram_series_key(target: TaskList, by_instance: bool, name: str, status: str) -> str:
+def histogram_series_key(task_list: TaskList, by_instance: bool, name: str, status: str) -> str:
     """The stored key of a histogram series.
 
     Without `by_instance` the instances of a service in a project share series; the task
     center keeps its own (`source`), so a DCS task seen in both lists is never observed twice
     in one series.
     """
-    instance = target.instance_id if by_instance else ""
+    instance = task_list.instance_id if by_instance else ""
     mode = "instance" if by_instance else "aggregate"
     return json.dumps(
         [
             mode,
-            target.service,
-            target.region,
-            target.project_id,
-            target.kind,
+            task_list.service,
+            task_list.region,
+            task_list.project_id,
+            task_list.kind,
             instance,
             name,
             status,
@@ -200,13 +204,13 @@ def _note_failure(state: TaskListState, commit: PollCommit, row: TaskRow, now: f
         commit.failures[row.name] = failure  # the same task, its context completed
 
 
-def task_event(target: TaskList, row: TaskRow, transition: str) -> TaskEvent:
+def task_event(task_list: TaskList, row: TaskRow, transition: str) -> TaskEvent:
     """The event log line of a task's transition (`finished` or `seen_unfinished`).
 
     The event ID names the kind of list too: a DCS task shows in its instance's list and in
     the task center, and each list logs it once.
     """
-    event_id = f"{target.kind}:{row.id}:{transition}"
+    event_id = f"{task_list.kind}:{row.id}:{transition}"
     return TaskEvent(
         event_id,
         {
@@ -214,11 +218,11 @@ def task_event(target: TaskList, row: TaskRow, transition: str) -> TaskEvent:
             "task_id": row.id,
             "task_name": row.name,
             "status": row.status,
-            "cloud_service": target.service,
-            "region": target.region,
-            "project_id": target.project_id,
-            "instance_id": target.instance_id,
-            "instance_name": target.instance_name,
+            "cloud_service": task_list.service,
+            "region": task_list.region,
+            "project_id": task_list.project_id,
+            "instance_id": task_list.instance_id,
+            "instance_name": task_list.instance_name,
             "user_name": row.user_name,
             "change": row.change,
             "created_at": _iso(row.created_at) if row.created_known else "",
@@ -233,7 +237,7 @@ def _iso(ts: float) -> str:
 
 
 def merge(
-    target: TaskList,
+    task_list: TaskList,
     state: TaskListState,
     fetched: Sequence[Task],
     *,
@@ -246,14 +250,15 @@ def merge(
     baseline = state.baseline_at is None
     bounds = config.metrics.duration_buckets
     commit = PollCommit(
-        target=target.key,
+        task_list_key=task_list.key,
         baseline_at=state.baseline_at if state.baseline_at is not None else now,
         watermark=poll_started,
         last_success=now,
         prune_before=now - config.retention,
     )
     tasks = dict(state.tasks)
-    result = MergeResult(commit=commit)
+    counted = 0
+    forgotten: list[str] = []
     fetched_ids = set()
     for t in fetched:
         fetched_ids.add(t.id)
@@ -272,19 +277,19 @@ def merge(
         if t.status in FAILURE_STATUSES:
             _note_failure(state, commit, row, now)
         if old is None and is_unfinished(t.status) and config.log_task_events:
-            commit.events.append(task_event(target, row, "seen_unfinished"))
+            commit.events.append(task_event(task_list, row, "seen_unfinished"))
         if not accounted and is_finished(t.status):
             row.accounted = True
             if not baseline:
                 key = (t.name, t.status)
                 commit.finished[key] = commit.finished.get(key, 0) + 1
-                result.counted += 1
+                counted += 1
                 if config.log_task_events:
-                    commit.events.append(task_event(target, row, "finished"))
+                    commit.events.append(task_event(task_list, row, "finished"))
                 duration = row.duration
                 if duration is not None:
                     series = histogram_series_key(
-                        target, config.metrics.duration_by_instance, t.name, t.status
+                        task_list, config.metrics.duration_by_instance, t.name, t.status
                     )
                     delta = commit.durations.get(series)
                     if delta is None:
@@ -301,15 +306,57 @@ def merge(
         missing = old.missing + 1
         if missing >= MISSING_POLLS_BEFORE_FORGET:
             commit.deletes.append(task_id)
-            result.forgotten.append(task_id)
+            forgotten.append(task_id)
             del tasks[task_id]
         else:
             row = replace(old, missing=missing)
             commit.upserts.append(row)
             tasks[task_id] = row
+    after = apply_commit(state, commit)
+    summary = summary_of(task_list, after, now, config)
+    return MergeResult(commit, after, summary, counted, forgotten)
+
+
+def apply_commit(
+    state: TaskListState,
+    commit: PollCommit,
+    finished: Mapping[tuple[str, str], int] | None = None,
+) -> TaskListState:
+    """The task list's state once `commit` is applied: its tasks updated, deleted and pruned,
+    its counters moved (to `finished`, the totals the state file returned, when given), its
+    last failures replaced by newer ones."""
+    tasks = dict(state.tasks)
+    for row in commit.upserts:
+        tasks[row.id] = row
+    for task_id in commit.deletes:
+        tasks.pop(task_id, None)
     for task_id in [i for i, t in tasks.items() if t.created_at < commit.prune_before]:
         del tasks[task_id]
-    return result
+    if finished is None:
+        finished = {k: state.finished.get(k, 0) + n for k, n in commit.finished.items()}
+    return replace(
+        state,
+        baseline_at=commit.baseline_at,
+        watermark=commit.watermark,
+        last_success=commit.last_success,
+        tasks=tasks,
+        finished={**state.finished, **finished} if finished else state.finished,
+        failures={**state.failures, **commit.failures} if commit.failures else state.failures,
+    )
+
+
+def summary_of(
+    task_list: TaskList, state: TaskListState, now: float, config: Config
+) -> TaskSummary:
+    """A task list's gauges as of `now`: over the lookback window, its counters completed
+    with zeros in the statuses its dialect starts at 0."""
+    return summarize(
+        state.tasks.values(),
+        state.finished,
+        now - config.lookback,
+        ZERO_INITIALIZED_STATUSES[task_list.dialect],
+        state.failures,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,9 +90,9 @@ class Family:
 
     def header(self, openmetrics: bool) -> bytes:
         """`# HELP` and `# TYPE` in either format (the text format names a counter `_total`)."""
-        if openmetrics:
+        if openmetrics:  # OpenMetrics escapes HELP as it does label values
             name = self.name
-            text = self.help.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+            text = escape_label_value(self.help)
         else:
             name = self.name + "_total" if self.type == "counter" else self.name
             text = self.help.replace("\\", "\\\\").replace("\n", "\\n")

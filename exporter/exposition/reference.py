@@ -57,8 +57,8 @@ def collect_snapshot(f: TaskFamilies, snap: ExporterSnapshot) -> Iterator[Metric
     last_failure, oldest_info = _gauge(f.last_failure), _gauge(f.oldest_info)
     last_success, poll_duration = _gauge(f.last_success), _gauge(f.poll_duration)
     finished = CounterMetricFamily(f.finished.name, f.finished.help, labels=f.finished.labels)
-    for ts in snap.targets:
-        tl = list(ts.target.labels)
+    for ts in snap.task_lists:
+        tl = list(ts.task_list.labels)
         s = ts.summary
         for name, status, count in s.recent:
             recent.add_metric([*tl, name, status], count)

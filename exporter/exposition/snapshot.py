@@ -39,7 +39,7 @@ _DISCOVERY = ("discovery",)
 
 @dataclass(frozen=True, slots=True)
 class TaskListSnapshot:
-    target: TaskList
+    task_list: TaskList
     polled: bool = False  # whether this process has finished a poll of it yet
     up: bool = False
     last_success: float | None = None
@@ -59,7 +59,7 @@ class HistogramSeries:
 
 @dataclass(frozen=True)
 class ExporterSnapshot:
-    targets: tuple[TaskListSnapshot, ...] = ()
+    task_lists: tuple[TaskListSnapshot, ...] = ()
     histograms: tuple[HistogramSeries, ...] = ()
     bucket_bounds: tuple[float, ...] = ()
     histogram_labels: tuple[str, ...] = ()
@@ -77,7 +77,7 @@ class _GroupState:
 class SnapshotStore:
     """Holds what the poller knows and keeps its rendered lines current.
 
-    The set of targets changes at run time (discovery): a removed target's series go with it.
+    The set of task lists changes at run time (discovery): a removed one's series go with it.
     """
 
     def __init__(
@@ -89,8 +89,8 @@ class SnapshotStore:
         self.exposition = ExpositionStore(families.all)
         self._bounds = tuple(bucket_bounds)
         self._le = (*map(format_bound, self._bounds), "+Inf")
-        self._targets: dict[str, TaskListSnapshot] = {}
-        self._labels: dict[str, str] = {}  # rendered target labels, by target key
+        self._task_lists: dict[str, TaskListSnapshot] = {}
+        self._labels: dict[str, str] = {}  # rendered task list labels, by task list key
         self._series: dict[Group, dict[tuple[str, str], HistogramRow]] = {}
         self._groups: dict[Group, _GroupState] = {}
         self._discovery: tuple[tuple[InstanceInfo, ...], tuple[DiscoveryHealth, ...]] = ((), ())
@@ -123,61 +123,65 @@ class SnapshotStore:
 
     # -- changes ---------------------------------------------------------------------------
 
-    def set_task_lists(self, targets: Sequence[TaskList]) -> None:
-        """Make `targets` the current set: new ones start empty, missing ones go away, and a
+    def set_task_lists(self, task_lists: Sequence[TaskList]) -> None:
+        """Make `task_lists` the current set: new ones start empty, missing ones go away, and a
         renamed one keeps its data under its new name."""
         with self._lock:
-            old = self._targets
-            self._targets = {}
+            old = self._task_lists
+            self._task_lists = {}
             touched: set[Group] = set()
-            for t in targets:
+            for t in task_lists:
                 snap = old.get(t.key)
                 if snap is None:
-                    self._targets[t.key] = TaskListSnapshot(t)
+                    self._task_lists[t.key] = TaskListSnapshot(t)
                     self._join(t, ())
                     touched.add(self._group(t))
-                elif snap.target != t:
-                    self._targets[t.key] = replace(snap, target=t)
-                    self._leave(snap.target, snap.summary.names)
+                elif snap.task_list != t:
+                    self._task_lists[t.key] = replace(snap, task_list=t)
+                    self._leave(snap.task_list, snap.summary.names)
                     self._join(t, snap.summary.names)
-                    touched.update((self._group(snap.target), self._group(t)))
-                    self._render_target(self._targets[t.key])
+                    touched.update((self._group(snap.task_list), self._group(t)))
+                    self._render_task_list(self._task_lists[t.key])
                 else:
-                    self._targets[t.key] = snap
+                    self._task_lists[t.key] = snap
             for key, snap in old.items():
-                if key not in self._targets:
-                    self._leave(snap.target, snap.summary.names)
-                    touched.add(self._group(snap.target))
+                if key not in self._task_lists:
+                    self._leave(snap.task_list, snap.summary.names)
+                    touched.add(self._group(snap.task_list))
                     self.exposition.remove(key)
                     self._labels.pop(key, None)
             for group in touched:
                 self._render_group(group)
             self._dirty = True
 
-    def publish_task_list(self, snap: TaskListSnapshot) -> None:
-        """A poll's outcome (or what the state file knows, before the first poll)."""
+    def publish_task_list(
+        self, snap: TaskListSnapshot, histograms: Iterable[HistogramRow] = ()
+    ) -> None:
+        """A poll's outcome (or what the state file knows, before the first poll), with the
+        new totals of the duration series it observed into: one call per poll."""
         with self._lock:
-            old = self._targets.get(snap.target.key)
+            self._observe(histograms)
+            old = self._task_lists.get(snap.task_list.key)
             if old is None:
                 return  # removed while it was being polled
-            snap = replace(snap, target=old.target)
-            self._targets[snap.target.key] = snap
+            snap = replace(snap, task_list=old.task_list)
+            self._task_lists[snap.task_list.key] = snap
             if snap.summary != old.summary:
                 self._render_summary(snap)
                 if snap.summary.names != old.summary.names:
-                    self._leave(snap.target, old.summary.names)
-                    self._join(snap.target, snap.summary.names)
-                    self._render_group(self._group(snap.target))
+                    self._leave(snap.task_list, old.summary.names)
+                    self._join(snap.task_list, snap.summary.names)
+                    self._render_group(self._group(snap.task_list))
             self._render_status(snap)
             self._dirty = True
 
     def update_task_list(self, key: str, **changes: object) -> None:
         """A change of poll status only (a failed poll)."""
         with self._lock:
-            old = self._targets.get(key)
+            old = self._task_lists.get(key)
             if old is None:
                 return
-            snap = self._targets[key] = replace(old, **changes)  # type: ignore[arg-type]
+            snap = self._task_lists[key] = replace(old, **changes)  # type: ignore[arg-type]
             self._render_status(snap)
             self._dirty = True
 
@@ -193,21 +197,24 @@ class SnapshotStore:
             self._dirty = True
 
     def update_histograms(self, rows: Iterable[HistogramRow]) -> None:
-        """Totals of duration series (the stored ones at start, then each commit's new
-        ones), replacing what was known."""
+        """Totals of duration series as the state file has them (at start; a poll's come
+        with `publish_task_list`), replacing what was known."""
         with self._lock:
-            touched: set[Group] = set()
-            for row in rows:
-                found = self._series_group(row.series)
-                if found is None or len(row.buckets) != len(self._le):
-                    continue
-                group, name, status = found
-                self._series.setdefault(group, {})[(name, status)] = row
-                touched.add(group)
-            for group in touched:
-                self._render_group(group)
-            if touched:
-                self._dirty = True
+            self._observe(rows)
+
+    def _observe(self, rows: Iterable[HistogramRow]) -> None:
+        touched: set[Group] = set()
+        for row in rows:
+            found = self._series_group(row.series)
+            if found is None or len(row.buckets) != len(self._le):
+                continue
+            group, name, status = found
+            self._series.setdefault(group, {})[(name, status)] = row
+            touched.add(group)
+        for group in touched:
+            self._render_group(group)
+        if touched:
+            self._dirty = True
 
     # -- membership of duration groups ---------------------------------------------------
 
@@ -234,25 +241,25 @@ class SnapshotStore:
 
     # -- rendering ---------------------------------------------------------------------------
 
-    def _target_labels(self, t: TaskList) -> str:
+    def _task_list_labels(self, t: TaskList) -> str:
         labels = self._labels.get(t.key)
         if labels is None:
             labels = self._labels[t.key] = render_labels(TASKLIST_LABELS, t.labels)
         return labels
 
-    def _render_target(self, snap: TaskListSnapshot) -> None:
-        self._labels.pop(snap.target.key, None)
+    def _render_task_list(self, snap: TaskListSnapshot) -> None:
+        self._labels.pop(snap.task_list.key, None)
         self._render_summary(snap)
         self._render_status(snap)
 
     def _render_summary(self, snap: TaskListSnapshot) -> None:
-        labels = self._target_labels(snap.target)
-        self.exposition.put(snap.target.key, render_summary(self.families, labels, snap.summary))
+        labels = self._task_list_labels(snap.task_list)
+        self.exposition.put(snap.task_list.key, render_summary(self.families, labels, snap.summary))
 
     def _render_status(self, snap: TaskListSnapshot) -> None:
-        labels = self._target_labels(snap.target)
+        labels = self._task_list_labels(snap.task_list)
         self.exposition.put(
-            snap.target.key,
+            snap.task_list.key,
             render_status(
                 self.families,
                 labels,
@@ -315,7 +322,7 @@ class SnapshotStore:
         series.sort(key=lambda s: s.labels)
         return replace(
             self._current,
-            targets=tuple(self._targets.values()),
+            task_lists=tuple(self._task_lists.values()),
             histograms=tuple(series),
             instances=self._discovery[0],
             discovery=self._discovery[1],

@@ -1,25 +1,26 @@
-"""Polling: when each task list is read, and what a poll's outcome publishes.
+"""Polling: when each task list is read, and one poll walked through the layers once.
 
-The counting rules themselves are pure, in `exporter.core.counting`; the state store commits a
-poll and says what it changed; the snapshot store re-renders what that touched.
+A poll reads (the dialect fetches and parses the task list), merges (the pure counting rule,
+which also yields the task list's new gauges), commits (the state store writes it and says
+which histogram totals moved) and publishes (one call into the snapshot store, which
+re-renders what that touched). When polls fall is `exporter.polling.schedule`'s arithmetic.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Sequence
 
 from exporter.aio import spawn, wait_stopped
 from exporter.cloud.client import ApiError, CloudClient
 from exporter.config import Config
-from exporter.core.counting import TaskListState, TaskSummary, merge, summarize, window_start
+from exporter.core.counting import merge, summary_of, window_start
 from exporter.core.tasklists import TaskList
-from exporter.core.tasks import ZERO_INITIALIZED_STATUSES
 from exporter.exposition.snapshot import SnapshotStore, TaskListSnapshot
 from exporter.polling.dialects import TaskReader
+from exporter.polling.schedule import next_due, spread
 from exporter.polling.state import StateError, StateStore
 from exporter.telemetry.logs import EVENTS_LOGGER
 from exporter.telemetry.selfmetrics import SelfMetrics
@@ -72,7 +73,7 @@ class Poller:
     # -- start-up -----------------------------------------------------------------------
 
     def restore_histograms_and_events(self) -> None:
-        """Load the stored histograms (per-target state is loaded as targets arrive), and
+        """Load the stored histograms (each task list's state is loaded as it arrives), and
         write out the event lines a previous run committed but was killed before writing."""
         self.snapshots.update_histograms(self.store.load_histograms())
         self.write_events()
@@ -86,47 +87,38 @@ class Poller:
         if pending:
             self.store.events_written(pending[-1][0])
 
-    def _serve_stored_state(self, target: TaskList) -> None:
-        """Serve what the state file knows of a target until its first poll finishes.
+    def _serve_stored_state(self, task_list: TaskList) -> None:
+        """Serve what the state file knows of a task list until its first poll finishes.
 
         Counters must not drop to zero at a restart; `up` stays absent until a poll says.
         """
-        state = self.store.load_target(target.key)
+        state = self.store.load_task_list(task_list.key)
         if state.watermark is None:
             return
         self.snapshots.publish_task_list(
             TaskListSnapshot(
-                target,
+                task_list,
                 last_success=state.last_success,
-                summary=self._summary(target, state, time.time()),
+                summary=summary_of(task_list, state, time.time(), self.config),
             )
         )
 
-    def _summary(self, target: TaskList, state: TaskListState, now: float) -> TaskSummary:
-        return summarize(
-            state.tasks.values(),
-            state.finished,
-            now - self.config.lookback,
-            ZERO_INITIALIZED_STATUSES[target.dialect],
-            state.failures,
-        )
+    def set_task_lists(self, task_lists: Sequence[TaskList]) -> None:
+        """Make these the task lists to poll: start the new ones, stop the gone ones.
 
-    def set_task_lists(self, targets: Sequence[TaskList]) -> None:
-        """Make `targets` the task lists to poll: start the new ones, stop the gone ones.
-
-        New targets (all of them at start, or those a discovery found) are spread evenly over
-        one interval from now; a stopped target's poll in flight is cancelled, which commits
-        nothing, and its series disappear.
+        New task lists (all of them at start, or those a discovery found) are spread evenly
+        over one interval from now; a stopped task list's poll in flight is cancelled, which
+        commits nothing, and its series disappear.
         """
-        wanted = {t.key: t for t in targets}
+        wanted = {t.key: t for t in task_lists}
         added = [t for k, t in wanted.items() if k not in self.task_lists]
         removed = [k for k in self.task_lists if k not in wanted]
         self.task_lists = wanted
-        self.snapshots.set_task_lists(targets)
+        self.snapshots.set_task_lists(task_lists)
         for key in removed:
             self.store.forget(key)
-        for target in added:
-            self._serve_stored_state(target)
+        for task_list in added:
+            self._serve_stored_state(task_list)
         if added or removed:
             log.info(
                 "task lists changed",
@@ -142,30 +134,29 @@ class Poller:
                 loop.cancel()
         self._start_loops(added)
 
-    def _start_loops(self, targets: Sequence[TaskList]) -> None:
+    def _start_loops(self, task_lists: Sequence[TaskList]) -> None:
         assert self._stop is not None
         interval = self.config.poll_interval
-        start = time.monotonic()
-        n = max(1, len(targets))
-        for i, target in enumerate(targets):
-            self._loops[target.key] = spawn(
-                self._loop(target.key, start + interval * i / n, interval, self._stop),
-                f"poll {target.key}",
+        due = spread(time.monotonic(), interval, len(task_lists))
+        for task_list, first in zip(task_lists, due, strict=True):
+            self._loops[task_list.key] = spawn(
+                self._loop(task_list.key, first, interval, self._stop), f"poll {task_list.key}"
             )
 
     # -- one poll -----------------------------------------------------------------------
 
-    async def poll(self, target: TaskList) -> bool:
+    async def poll(self, task_list: TaskList) -> bool:
+        """Read, merge, commit, publish; True when the poll succeeded."""
         started = time.time()
         mono = time.monotonic()
         error: str | None = None
         try:
-            state = self.store.load_target(target.key)
+            state = self.store.load_task_list(task_list.key)
             since = window_start(state, started, self.config)
-            fetched = await self.reader.fetch_tasks(target, since)
+            fetched = await self.reader.fetch_tasks(task_list, since)
             now = time.time()
             merged = merge(
-                target,
+                task_list,
                 state,
                 fetched.tasks,
                 since=since,
@@ -176,28 +167,26 @@ class Poller:
             t0 = time.monotonic()
             committed = self.store.commit(merged.commit)
             self.metrics.state_commit_duration.observe(time.monotonic() - t0)
-            if committed.histograms:
-                self.snapshots.update_histograms(committed.histograms)
             if merged.commit.events:
                 self.write_events()
-            state_after = committed.state
             self.snapshots.publish_task_list(
                 TaskListSnapshot(
-                    target,
+                    task_list,
                     polled=True,
                     up=True,
                     last_success=now,
                     last_attempt=now,
                     poll_duration=time.monotonic() - mono,
-                    summary=self._summary(target, state_after, now),
-                )
+                    summary=merged.summary,
+                ),
+                committed.histograms,
             )
             if log.isEnabledFor(logging.DEBUG):  # not even the fields, on the hot path
                 log.debug(
                     "poll done",
                     extra={
                         "fields": {
-                            "target": target.key,
+                            "target": task_list.key,
                             "requests": fetched.pages,
                             "tasks": len(fetched.tasks),
                             "counted": merged.counted,
@@ -208,24 +197,24 @@ class Poller:
             for task_id in merged.forgotten:
                 log.info(
                     "forgetting an unfinished task the cloud no longer lists",
-                    extra={"fields": {"target": target.key, "task_id": task_id}},
+                    extra={"fields": {"target": task_list.key, "task_id": task_id}},
                 )
             return True
         except ApiError as exc:
             error = str(exc)
         except StateError as exc:
             error = f"state: {exc}"
-        except Exception as exc:  # a bug must not stop the other targets
+        except Exception as exc:  # a bug must not stop the other task lists
             log.exception(
-                "unexpected error while polling", extra={"fields": {"target": target.key}}
+                "unexpected error while polling", extra={"fields": {"target": task_list.key}}
             )
             error = f"internal error: {type(exc).__name__}"
         finally:
             self._last_activity = time.monotonic()
-            self._attempted.add(target.key)
-        log.warning("poll failed", extra={"fields": {"target": target.key, "error": error}})
+            self._attempted.add(task_list.key)
+        log.warning("poll failed", extra={"fields": {"target": task_list.key, "error": error}})
         self.snapshots.update_task_list(
-            target.key,
+            task_list.key,
             polled=True,
             up=False,
             last_attempt=time.time(),
@@ -234,13 +223,13 @@ class Poller:
         )
         return False
 
-    async def _poll_limited(self, target: TaskList) -> bool:
-        endpoint = self.client.parsed(target.base_url)[1]  # parsed once, not every poll
+    async def _poll_limited(self, task_list: TaskList) -> bool:
+        endpoint = self.client.parsed(task_list.base_url)[1]  # parsed once, not every poll
         sem = self._endpoint_sems.get(endpoint)
         if sem is None:
             sem = self._endpoint_sems[endpoint] = asyncio.Semaphore(self._endpoint_slots)
         async with sem, self.sem:
-            return await self.poll(target)
+            return await self.poll(task_list)
 
     async def poll_all_once(self) -> bool:
         results = await asyncio.gather(*(self._poll_limited(t) for t in self.task_lists.values()))
@@ -249,9 +238,9 @@ class Poller:
     # -- scheduling ---------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll every target once per interval, spread evenly over the interval.
+        """Poll every task list once per interval, spread evenly over the interval.
 
-        A target is polled by one loop of its own, so a slow poll can only delay its own
+        A task list is polled by one loop of its own, so a slow poll can only delay its own
         next poll: missed slots are skipped, never queued.
         """
         self.started_monotonic = time.monotonic()
@@ -271,15 +260,12 @@ class Poller:
             delay = due - time.monotonic()
             if delay > 0 and await wait_stopped(stop, delay):
                 return
-            target = self.task_lists.get(key)
-            if target is None:
+            task_list = self.task_lists.get(key)
+            if task_list is None:
                 return
-            await self._poll_limited(target)
-            due += interval
-            now = time.monotonic()
-            if due <= now:
-                missed = math.floor((now - due) / interval) + 1
-                due += missed * interval
+            await self._poll_limited(task_list)
+            due, missed = next_due(due, time.monotonic(), interval)
+            if missed:
                 self.metrics.polls_skipped.inc(missed)
                 log.warning(
                     "poll ran past its next slot; skipping ahead",

@@ -19,7 +19,7 @@ from exporter.exposition.snapshot import ExporterSnapshot, TaskListSnapshot
 
 def render_landing(snapshot: ExporterSnapshot, now: float) -> str:
     """The task lists, the recent failures and the running tasks, every value escaped."""
-    targets = snapshot.targets
+    targets = snapshot.task_lists
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>Huawei Cloud task exporter</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
@@ -56,7 +56,7 @@ def _e(value: object) -> str:
 
 
 def _target_row(ts: TaskListSnapshot, now: float) -> str:
-    t = ts.target
+    t = ts.task_list
     if not ts.polled:
         result = "not polled yet"
     elif ts.up:
@@ -139,7 +139,7 @@ def _task_table(
 
 def _failures(targets: Iterable[TaskListSnapshot], now: float) -> str:
     rows: list[tuple[float | None, TaskList, str, str, str, str]] = [
-        (finished_at, ts.target, name, task_id, user, change)
+        (finished_at, ts.task_list, name, task_id, user, change)
         for ts in targets
         for name, task_id, user, change, finished_at in ts.summary.last_failure
     ]
@@ -158,7 +158,7 @@ def _running(targets: Iterable[TaskListSnapshot], now: float) -> str:
     for ts in targets:
         started = dict(ts.summary.oldest_unfinished)
         rows.extend(
-            (started.get(name), ts.target, name, task_id, user, change)
+            (started.get(name), ts.task_list, name, task_id, user, change)
             for name, task_id, user, change in ts.summary.oldest_unfinished_info
         )
     return _task_table(
