@@ -1,6 +1,6 @@
 """The counting rules in-process: `window_start`, `merge` and `summarize` on plain values.
 
-The end-to-end tests in tests/test_counting.py show the same rules through real polls; these
+The end-to-end tests in tests/e2e/test_counting.py show the same rules through real polls; these
 pin each rule down on its own, in milliseconds, on every supported Python.
 """
 

@@ -3,7 +3,7 @@
 The first test runs each poll as `--once` in its own process (the CLI path, end to end); the
 others build a fresh `Exporter` per poll in-process, which reads and commits the same SQLite
 state and renders the same exposition, without a Python start-up per poll. The rules one by
-one are in tests/test_unit_counting.py.
+one are in tests/core/test_counting.py.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 `TaskReader.fetch_tasks` is driven against a fake `request_json` (a list served under each
 reading of the references: DCS `offset`, DMS `start` from 0, from 1, or from 1 refusing 0),
-so every stop rule is checked by the requests it makes. tests/test_dialects.py runs the same
+so every stop rule is checked by the requests it makes. tests/polling/test_dialects_simulated.py runs the same
 readings end to end against the simulator.
 """
 

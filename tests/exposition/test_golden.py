@@ -1,13 +1,13 @@
 """Golden exposition: a fixed snapshot rendered by `/metrics`, byte for byte.
 
-The store of tests/test_exposition.py (every kind of series, hostile label values, a
+The store of tests/exposition/test_snapshot.py (every kind of series, hostile label values, a
 restored task center, a never-polled instance, discovery) at a fixed time, served through
 `MetricsApp` as Prometheus text and as OpenMetrics, with and without `?name[]=`. Any change
 to a name, a label, a value's formatting, the order of families or of series shows here as a
 diff a reviewer can read.
 
-To regenerate after an intended change: `UPDATE_GOLDEN=1 pytest tests/test_golden.py`, then
-review `git diff tests/golden/`.
+To regenerate after an intended change: `UPDATE_GOLDEN=1 pytest tests/exposition/test_golden.py`, then
+review `git diff tests/exposition/golden/`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from exporter.exposition.families import TaskFamilies
 from exporter.exposition.snapshot import SnapshotStore
 from exporter.web.metrics import MetricsApp
-from tests.test_exposition import BOUNDS, OM, _populate, _scrape
+from tests.exposition.test_snapshot import BOUNDS, OM, _populate, _scrape
 
 pytestmark = pytest.mark.smoke
 

@@ -2,7 +2,7 @@
 
 The page lists the targets, the recent failures and the running tasks with their context;
 every value comes from the cloud, so every value must come out as text, never as markup.
-(tests/test_browser.py checks the same page in a real browser, fed by the simulator.)
+(tests/e2e/test_browser.py checks the same page in a real browser, fed by the simulator.)
 """
 
 from __future__ import annotations
