@@ -18,7 +18,17 @@ pytestmark = pytest.mark.smoke
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "exporter"
-SUBPACKAGES = ("exporter.config", "exporter.signing", "exporter.simulator")
+SUBPACKAGES = (
+    "exporter.config",
+    "exporter.signing",
+    "exporter.simulator",
+    "exporter.telemetry",
+    "exporter.core",
+    "exporter.cloud",
+    "exporter.polling",
+    "exporter.exposition",
+    "exporter.web",
+)
 
 
 def _module_name(path: Path) -> str:
@@ -129,18 +139,72 @@ def test_no_import_cycle_between_subpackages() -> None:
     assert _cycle(folded) is None
 
 
-def test_snapshot_is_free_of_io() -> None:
-    """The snapshot (read by every scrape) holds values: no HTTP client, no cloud access."""
-    deps = _reachable("exporter.exposition.snapshot")
-    assert "httpx" not in IMPORTS["exporter.exposition.snapshot"]
-    assert not deps & {
-        "exporter.polling.targets",
-        "exporter.cloud.client",
-        "exporter.cloud.transport",
-    }
+# What each package of the exporter may import (besides itself, the standard library and
+# third-party packages). The leaves import nothing else of the exporter; every arrow points
+# down the layers of the package docstring (exporter/__init__.py).
+LEAVES = {
+    "exporter.config",
+    "exporter.signing",
+    "exporter.telemetry",
+    "exporter.aio",
+    "exporter.text",
+}
+ALLOWED: dict[str, set[str]] = {
+    **{leaf: set() for leaf in LEAVES},
+    "exporter.core": {"exporter.config", "exporter.text"},
+    "exporter.cloud": LEAVES | {"exporter.core"},
+    "exporter.exposition": LEAVES | {"exporter.core"},
+    "exporter.polling": LEAVES | {"exporter.core", "exporter.cloud", "exporter.exposition"},
+    "exporter.web": LEAVES | {"exporter.core", "exporter.exposition"},
+    "exporter.simulator": {"exporter.signing"},
+    # Entry points wire the layers together.
+    "exporter.demo": {"exporter.simulator"},
+}
+ENTRY_POINTS = {"exporter.app", "exporter.cli", "exporter.__main__"}
+TOP_LEVEL_LIMIT = 8  # modules directly under exporter/
+MODULE_LINE_LIMIT = 500  # outside the simulator
 
 
-def test_credentials_do_not_know_tasks() -> None:
+def _unit(module: str) -> str:
+    """The package (or top-level module) a module belongs to, for the rules above."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return module  # `exporter` itself: its __init__ holds the version
+    return ".".join(parts[:2])
+
+
+def test_every_module_belongs_to_a_ruled_unit() -> None:
+    units = {_unit(m) for m in MODULES} - {"exporter"}
+    assert units <= set(ALLOWED) | ENTRY_POINTS, units - set(ALLOWED) - ENTRY_POINTS
+
+
+@pytest.mark.parametrize("unit", sorted(ALLOWED))
+def test_each_package_imports_only_what_its_layer_may(unit: str) -> None:
+    allowed = ALLOWED[unit] | {unit, "exporter"}
+    for module, deps in _internal(IMPORTS).items():
+        if _unit(module) == unit:
+            outside = {d for d in deps if _unit(d) not in allowed}
+            assert not outside, (module, outside)
+
+
+def test_no_package_reaches_the_entry_points() -> None:
+    for module, deps in _internal(IMPORTS).items():
+        if _unit(module) not in ENTRY_POINTS:
+            assert not {d for d in deps if _unit(d) in ENTRY_POINTS}, module
+
+
+def test_the_snapshot_and_the_web_are_free_of_cloud_access() -> None:
+    """What every scrape reads holds values: no HTTP client, no cloud access."""
+    for start in ("exporter.exposition.snapshot", "exporter.web.routes"):
+        deps = _reachable(start)
+        assert "httpx" not in deps, start
+        assert not {d for d in deps if _unit(d) in ("exporter.cloud", "exporter.polling")}, start
+
+
+def test_cloud_knows_nothing_of_counting() -> None:
+    for module in MODULES:
+        if _unit(module) == "exporter.cloud":
+            assert "exporter.core.counting" not in _reachable(module), module
     assert "exporter.core.tasks" not in _reachable("exporter.cloud.credentials")
 
 
@@ -153,28 +217,34 @@ def test_demo_and_simulator_cli_are_independent() -> None:
     assert "exporter.demo" not in _reachable("exporter.simulator.__main__")
 
 
-def test_config_imports_nothing_else_of_the_exporter() -> None:
-    for module in MODULES:
-        if _fold(module) == "exporter.config":
-            outside = {
-                d
-                for d in IMPORTS[module]
-                if d.startswith("exporter") and _fold(d) != "exporter.config"
-            }
-            assert not outside, (module, outside)
+def test_the_tree_stays_small_enough_to_read() -> None:
+    top = list(PACKAGE.glob("*.py"))
+    assert len(top) <= TOP_LEVEL_LIMIT, sorted(p.name for p in top)
+    for name, path in MODULES.items():
+        if _fold(name) != "exporter.simulator":
+            lines = len(path.read_text(encoding="utf-8").splitlines())
+            assert lines <= MODULE_LINE_LIMIT, (name, lines)
+
+
+def test_every_package_says_what_it_may_import() -> None:
+    for unit in ALLOWED:
+        init = PACKAGE / unit.split(".")[1] / "__init__.py"
+        if init.exists():
+            doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
+            assert doc, unit
 
 
 def test_no_import_cycle_between_packages() -> None:
-    """The top-level package as one node: the simulator and the exporter share only the
-    signing leaf, so neither depends on the other both ways."""
+    """Each package (and each top-level module) as one node: the layers form no cycle; the
+    simulator and the exporter share only the signing leaf, so neither depends on the other
+    both ways."""
     folded: dict[str, set[str]] = {}
     for module, deps in _internal(IMPORTS).items():
-        node = _package(module)
-        targets = {_package(d) for d in deps}
-        folded.setdefault(node, set()).update(t for t in targets if t != node)
+        node = _unit(module)
+        folded.setdefault(node, set()).update(_unit(d) for d in deps if _unit(d) != node)
     nodes = set(folded).union(*folded.values())
-    assert nodes >= {"exporter", "exporter.config", "exporter.signing", "exporter.simulator"}
-    assert "exporter.simulator" in folded["exporter"]  # the demo runs it
+    assert nodes >= set(ALLOWED) | ENTRY_POINTS
+    assert "exporter.simulator" in folded["exporter.demo"]  # the demo runs it
     assert _cycle(folded) is None
 
 
@@ -189,7 +259,6 @@ def test_simulator_uses_only_the_signing_leaf() -> None:
 
 
 def test_shipped_package_never_imports_the_sdk() -> None:
-    """The official SDK is a test dependency: outside the simulator nothing may need it."""
+    """The official SDKs are test dependencies: nothing of the exporter may need them."""
     for module, deps in IMPORTS.items():
-        if _fold(module) != "exporter.simulator":
-            assert not {d for d in deps if d.split(".")[0] == "huaweicloudsdkcore"}, module
+        assert not {d for d in deps if d.split(".")[0].startswith("huaweicloudsdk")}, module

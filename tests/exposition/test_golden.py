@@ -6,8 +6,9 @@ restored task center, a never-polled instance, discovery) at a fixed time, serve
 to a name, a label, a value's formatting, the order of families or of series shows here as a
 diff a reviewer can read.
 
-To regenerate after an intended change: `UPDATE_GOLDEN=1 pytest tests/exposition/test_golden.py`, then
-review `git diff tests/exposition/golden/`.
+To regenerate after an intended change:
+`UPDATE_GOLDEN=1 pytest tests/exposition/test_golden.py`, then review
+`git diff tests/exposition/golden/`.
 """
 
 from __future__ import annotations

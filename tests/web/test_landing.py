@@ -1,4 +1,7 @@
-"""The landing page over real HTTP, served in-process from a SnapshotStore built by hand.
+"""The landing page, rendered from a SnapshotStore built by hand: no sockets.
+
+`render_landing(snapshot, now)` is a pure function; the route (`Router`, called as the WSGI
+app it is) adds the headers.
 
 The page lists the targets, the recent failures and the running tasks with their context;
 every value comes from the cloud, so every value must come out as text, never as markup.
@@ -8,9 +11,9 @@ every value comes from the cloud, so every value must come out as text, never as
 from __future__ import annotations
 
 import time
-import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable
 from html.parser import HTMLParser
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -19,10 +22,9 @@ from exporter.core.counting import TaskSummary
 from exporter.core.tasklists import TaskList
 from exporter.exposition.families import TaskFamilies
 from exporter.exposition.snapshot import SnapshotStore, TaskListSnapshot
-from exporter.web.landing import LANDING_CSP, LANDING_MAX_ROWS
+from exporter.web.landing import LANDING_CSP, LANDING_MAX_ROWS, render_landing
 from exporter.web.metrics import MetricsApp
 from exporter.web.routes import Router
-from exporter.web.server import HttpServer
 from tests.builders import task_list
 from tests.conftest import PROJECT
 
@@ -73,23 +75,28 @@ def store() -> SnapshotStore:
     return SnapshotStore((1.0, 10.0), False, TaskFamilies(60.0, False))
 
 
+Get = Callable[[], tuple[dict[str, str], str]]
+
+
 @pytest.fixture
-def served(store: SnapshotStore) -> Iterator[str]:
+def served(store: SnapshotStore) -> Get:
+    """`GET /` through the router, in-process: its headers and the page."""
     app = Router(
         MetricsApp(store.exposition, CollectorRegistry()), store, lambda: (True, "ok"), bool
     )
-    server = HttpServer(app, "127.0.0.1:0")
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}/"
-    finally:
-        server.stop()
 
+    def get() -> tuple[dict[str, str], str]:
+        started: list[Any] = []
+        body = b"".join(
+            app(
+                {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "QUERY_STRING": ""},
+                lambda status, headers: started.append((status, headers)),
+            )
+        )
+        assert started[0][0] == "200 OK"
+        return dict(started[0][1]), body.decode("utf-8")
 
-def _get(url: str) -> tuple[dict[str, str], str]:
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        assert resp.status == 200
-        return dict(resp.headers), resp.read().decode("utf-8")
+    return get
 
 
 def _parse(page: str) -> _Page:
@@ -100,7 +107,7 @@ def _parse(page: str) -> _Page:
 
 
 def test_failures_and_running_tasks_listed_newest_first_with_context(
-    store: SnapshotStore, served: str
+    store: SnapshotStore, served: Get
 ) -> None:
     now = time.time()
     redis = _target("dcs", "i-redis", "redis-prod")
@@ -147,7 +154,7 @@ def test_failures_and_running_tasks_listed_newest_first_with_context(
             ),
         )
     )
-    headers, page = _get(served)
+    headers, page = served()
     assert headers["Content-Security-Policy"] == LANDING_CSP
     assert "script-src" not in LANDING_CSP  # default-src 'none' forbids every script
     tables = _parse(page).tables
@@ -188,9 +195,9 @@ def test_failures_and_running_tasks_listed_newest_first_with_context(
     assert len(tables["targets"]) == 4  # header and the three task lists, as before
 
 
-def test_nothing_to_show_says_so(store: SnapshotStore, served: str) -> None:
+def test_nothing_to_show_says_so(store: SnapshotStore) -> None:
     store.set_task_lists([_target("dcs", "i-redis", "redis-prod")])
-    page = _get(served)[1]
+    page = render_landing(store.current, time.time())
     tables = _parse(page).tables
     assert "failures" not in tables
     assert "running" not in tables
@@ -198,7 +205,7 @@ def test_nothing_to_show_says_so(store: SnapshotStore, served: str) -> None:
     assert "<p id='running'>None.</p>" in page
 
 
-def test_rows_are_capped_newest_kept(store: SnapshotStore, served: str) -> None:
+def test_rows_are_capped_newest_kept(store: SnapshotStore, served: Get) -> None:
     now = time.time()
     targets = [_target("dcs", f"i-{n}", f"redis-{n}") for n in range(30)]
     store.set_task_lists(targets)
@@ -219,7 +226,7 @@ def test_rows_are_capped_newest_kept(store: SnapshotStore, served: str) -> None:
                 ),
             )
         )
-    page = _get(served)[1]
+    page = served()[1]
     tables = _parse(page).tables
     failures = [row[3] for row in tables["failures"][1:]]
     running = [row[3] for row in tables["running"][1:]]
@@ -233,7 +240,7 @@ def test_rows_are_capped_newest_kept(store: SnapshotStore, served: str) -> None:
     assert f"Showing the newest {LANDING_MAX_ROWS} of 60." in page
 
 
-def test_hostile_values_are_text_never_markup(store: SnapshotStore, served: str) -> None:
+def test_hostile_values_are_text_never_markup(store: SnapshotStore, served: Get) -> None:
     now = time.time()
     t = _target("dcs", '"><script>x</script>', HOSTILE_NAME)
     store.set_task_lists([t])
@@ -250,7 +257,7 @@ def test_hostile_values_are_text_never_markup(store: SnapshotStore, served: str)
             ),
         )
     )
-    page = _get(served)[1]
+    page = served()[1]
     parsed = _parse(page)
     assert "script" not in parsed.tags
     assert "img" not in parsed.tags
