@@ -1,4 +1,4 @@
-"""Command line: Prometheus-style flags, `--demo`, `--once` and `--check-config`.
+"""Command line: Prometheus-style flags, `--demo`, `--once`, `--check-config` and `--probe`.
 
 Exit codes: 0 success; 1 a runtime failure (state file, port, a target failing in `--once`);
 2 a usage or configuration error.
@@ -57,6 +57,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mode.add_argument(
         "--check-config", action="store_true", help="validate the configuration and exit"
+    )
+    mode.add_argument(
+        "--probe",
+        action="store_true",
+        help="read a little of every target (GETs only), check every assumption the "
+        "exporter makes of the answers, report and exit (1 when one does not hold)",
+    )
+    p.add_argument("--probe.format", dest="probe_format", choices=["text", "json"], default="text")
+    p.add_argument(
+        "--probe.record",
+        dest="probe_record",
+        metavar="DIR",
+        help="write the answers the probe read to DIR, identifiers replaced by pseudonyms",
     )
     p.add_argument(
         "--demo",
@@ -119,6 +132,13 @@ def main(argv: list[str] | None = None) -> int:
         lists = sum(len(t.instances) + int(t.task_center) for t in config.targets)
         print(f"configuration OK: {len(config.targets)} target(s), {lists} task list(s)")
         return 0
+
+    if args.probe:
+        from exporter.probe.main import probe_main  # noqa: PLC0415 - loaded only when asked for
+
+        return probe_main(config, args.probe_format, args.probe_record)
+    if args.probe_record:
+        parser.error("--probe.record goes with --probe")
 
     try:
         exporter = Exporter(config, shard)
