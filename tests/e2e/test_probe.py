@@ -348,3 +348,17 @@ def _strings(value: Any) -> Iterator[str]:
     elif isinstance(value, list):
         for item in value:
             yield from _strings(item)
+
+
+def test_probe_flags_are_checked(fleet: Fleet, tmp_path: Path) -> None:
+    alone = run_cli(f"--config.file={fleet.config}", f"--probe.record={tmp_path / 'r'}")
+    assert alone.rc == 2
+    assert "--probe.record goes with --probe" in alone.stderr
+    both = run_cli(f"--config.file={fleet.config}", "--probe", "--once")
+    assert both.rc == 2
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    run = run_cli(f"--config.file={fleet.config}", "--probe", f"--probe.record={blocked}")
+    assert run.rc == 1
+    assert "cannot write the recording" in run.stderr
+    assert not (tmp_path / "r").exists()
