@@ -48,7 +48,7 @@ _TIMESTAMP = re.compile(
 _CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]{0,15}://")
 _HOST = re.compile(r"(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,63}\.?(?::[0-9]{1,5})?")
-_STATUS = re.compile(r"[A-Z][A-Z_]{0,63}")
+_STATUS = re.compile(r"[A-Za-z][A-Za-z_]{0,63}")  # a word, in any case
 
 # Values kept as they are, by key: they say what and when, never who or where.
 KEEP_STATUS = frozenset({"status", "instance_status"})
@@ -197,9 +197,14 @@ class Scrubber:
 
     def path(self, path: str) -> str:
         """Each segment that looks like an ID replaced (`/v2/{project}/instances/{id}/tasks`)."""
-        out = []
+        out: list[str] = []
         for segment in path.split("/"):
-            if _UUID.fullmatch(segment) or _HEX.fullmatch(segment) or _DIGITS.fullmatch(segment):
+            after = out[-1] if out else ""
+            # `/v2/{project_id}/...` and `.../instances/{instance_id}/...`: IDs by position,
+            # whatever they look like; elsewhere anything shaped like one.
+            by_position = after in ("v1", "v2", "instances") and segment != "instances"
+            shaped = _UUID.fullmatch(segment) or _HEX.fullmatch(segment)
+            if segment and (by_position or shaped or _DIGITS.fullmatch(segment)):
                 out.append(self.p.identifier(segment))
             elif segment and not re.fullmatch(r"[a-z0-9_-]{1,40}", segment):
                 out.append(self.p.text("segment", segment))
@@ -233,7 +238,9 @@ class Scrubber:
     def value(self, key: str, value: Any, container: str) -> Any:
         """`value` found under `key`, in a list or object found under `container`."""
         if isinstance(value, Mapping):
-            return {str(k): self.value(str(k), v, key or container) for k, v in value.items()}
+            return {
+                self._key(str(k)): self.value(str(k), v, key or container) for k, v in value.items()
+            }
         if isinstance(value, list):
             return [self.value(key, v, key) for v in value]
         if not isinstance(value, str):
@@ -257,6 +264,12 @@ class Scrubber:
         if _is_id_key(key):
             return self.p.identifier(value) if value else value
         return self.p.free(value)
+
+    def _key(self, key: str) -> str:
+        """Field names are the schema's, kept; one shaped like an ID or address is not."""
+        if _UUID.fullmatch(key) or _HEX.fullmatch(key) or (_DIGITS.fullmatch(key) and len(key) > 6):
+            return self.p.identifier(key)
+        return self.p.address(key) if _is_ip(key) else key
 
     def _params(self, value: str) -> str:
         """`params` is JSON inside a string: scrubbed inside, written back as JSON."""

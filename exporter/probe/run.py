@@ -183,6 +183,7 @@ class _TargetProbe:
     async def run(self) -> None:
         target, tc = self.target, self.target.config
         mark = len(self.client.exchanges)
+        throttled = self._throttled()  # before: another target may share the region
         self.client.purpose = ""
         await target.refresh()
         subject = f"{self.name} project"
@@ -224,7 +225,7 @@ class _TargetProbe:
                 )
         self.checks.extend(
             c.request_checks(
-                f"{self.name} requests", self.client.exchanges[mark:], self._throttled()
+                f"{self.name} requests", self.client.exchanges[mark:], self._throttled() - throttled
             )
         )
 

@@ -101,6 +101,12 @@ def test_paths_params_and_listings_share_the_mapping() -> None:
     s = Scrubber()
     path = s.path(f"/v2/{PROJECT}/instances/{INSTANCE}/tasks")
     assert path == f"/v2/{s.p.identifier(PROJECT)}/instances/{s.p.identifier(INSTANCE)}/tasks"
+    assert s.path("/v3/projects") == "/v3/projects"
+    # A project or instance ID of no known shape is still one by its place in the path.
+    assert s.path("/v2/p1/instances/i-1/tasks") == (
+        f"/v2/{s.p.identifier('p1')}/instances/{s.p.identifier('i-1')}/tasks"
+    )
+    assert s.path("/v2/p1/tasks") == f"/v2/{s.p.identifier('p1')}/tasks"
     params = {"start": "0", "limit": "100", "begin_time": "20261130222336", "engine": "kafka"}
     assert s.params(params) == params
     assert s.params({"name": "eu-de"}) == {"name": "eu-de"}
