@@ -446,14 +446,20 @@ def request_checks(subject: str, exchanges: Sequence[Exchange], throttled: float
     if not latencies:
         return []
     p50 = latencies[len(latencies) // 2]
+    failed = sum(1 for e in exchanges if not e.ok)
     checks = [
         Check(
             subject,
             "latency",
             "ok",
-            f"{len(latencies)} requests, median {p50 * 1000:.0f} ms, slowest "
-            f"{latencies[-1] * 1000:.0f} ms",
-            {"requests": len(latencies), "median_seconds": p50, "max_seconds": latencies[-1]},
+            f"{len(latencies)} requests ({failed} refused or failed), median "
+            f"{p50 * 1000:.0f} ms, slowest {latencies[-1] * 1000:.0f} ms",
+            {
+                "requests": len(latencies),
+                "failed": failed,
+                "median_seconds": p50,
+                "max_seconds": latencies[-1],
+            },
         )
     ]
     if throttled:

@@ -48,7 +48,7 @@ def render_text(result: ProbeResult) -> str:
         lines.append(f"  {LABELS[x.verdict]:<4}  {x.name:<{width}}  {x.saw}")
     lines.append("")
     if result.failed:
-        lines.append(f"{len(result.failed)} assumption(s) do not hold:")
+        lines.append(f"{len(result.failed)} check(s) failed:")
         lines.extend(f"  {name}" for name in failed_names(result))
     else:
         lines.append("every assumption the exporter makes holds")

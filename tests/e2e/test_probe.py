@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from exporter.simulator.world import Service
+from exporter.simulator.world import Fault, Service
 from tests.conftest import (
     ACCESS_KEY,
     PROJECT,
@@ -224,12 +224,25 @@ def test_an_ignored_offset_fails_and_is_named(fleet: Fleet) -> None:
     assert _found(report, "dcs instance", "paging") == [{"offset": "ignored"}]
 
 
+def test_throttling_is_reported_and_a_failed_listing_named(fleet: Fleet) -> None:
+    world = fleet.sim.world
+    world.add_fault(Fault("throttle", listener="dms", listing=False, remaining=2, retry_after=0.05))
+    world.add_fault(Fault("http_error", listener="dms", listing=True, status=403, remaining=1))
+    run, report = _probe(fleet)
+    assert run.rc == 1
+    assert report["failed"] == ["targets[0] discovery kafka: listing"]
+    throttling = [x for x in report["checks"] if x["name"] == "throttling"]
+    assert [(x["verdict"], x["found"]) for x in throttling] == [("warn", {"throttled": 2.0})]
+    # Retried after the gateway's Retry-After: every list was still read.
+    assert _verdicts(report, "instance", "read") == {"ok"}
+
+
 def test_the_text_report_names_what_does_not_hold(fleet: Fleet) -> None:
     fleet.sim.world.options.dms_window = False
     run = run_cli(f"--config.file={fleet.config}", "--probe")
     assert run.rc == 1
     lines = run.stdout.splitlines()
-    assert "3 assumption(s) do not hold:" in lines
+    assert "3 check(s) failed:" in lines
     assert f"  targets[0] kafka instance {fleet.instances['kafka']}: window" in lines
     assert any(line.startswith("  FAIL  window") for line in lines)
     assert any(line.startswith("  ok    paging ") for line in lines)
@@ -264,8 +277,8 @@ COUNTED = (
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"dms_start": "1", "task_count": "int"}],
-    ids=["default", "dms-1-based-small-pages"],
+    [{}, {"dms_start": "1", "task_count": "int"}, {"dms_start": "1-strict"}],
+    ids=["default", "dms-1-based-small-pages", "dms-refusing-0-small-pages"],
 )
 def test_a_recording_replays_and_counts_as_the_exporter_does(
     fleet: Fleet, tmp_path: Path, options: dict[str, Any]

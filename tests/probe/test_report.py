@@ -46,7 +46,7 @@ def test_text_groups_by_subject_and_ends_with_the_failures() -> None:
     assert lines[0] == "probe: 4 checks (2 ok, 1 warn, 1 FAIL), 7 requests"
     assert "targets[0] kafka instance i1" in lines
     assert "  FAIL  window               honoured under no name" in lines
-    assert lines[-2:] == ["1 assumption(s) do not hold:", "  targets[0] kafka instance i1: window"]
+    assert lines[-2:] == ["1 check(s) failed:", "  targets[0] kafka instance i1: window"]
     passing = ProbeResult(checks=RESULT.checks[:2], requests=2)
     assert render_text(passing).splitlines()[-1] == "every assumption the exporter makes holds"
     assert json.loads(render_json(passing))["ok"] is True
