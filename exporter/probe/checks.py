@@ -9,6 +9,7 @@ answers could not tell (too few tasks to see how paging behaves).
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -138,17 +139,25 @@ def task_ids(body: Any) -> list[str]:
 def answer_checks(subject: str, bodies: Sequence[Any]) -> list[Check]:
     """The top level of every page: `tasks` a list, `task_count` a number or digits."""
     checks: list[Check] = []
-    shapes = Counter(
-        type_name(b.get("tasks")) if isinstance(b, Mapping) else "none" for b in bodies
-    )
+    shapes = Counter(_tasks_shape(b) for b in bodies)
     if not bodies:
         return [Check(subject, "answer.tasks", "skip", "no answer was read")]
+    seen = ", ".join(f"{k} in {n}" for k, n in sorted(shapes.items()))
     if set(shapes) == {"array"}:
         checks.append(
             Check(subject, "answer.tasks", "ok", f"an array in all {len(bodies)} answers")
         )
+    elif set(shapes) <= {"array", "null"}:
+        checks.append(
+            Check(
+                subject,
+                "answer.tasks",
+                "warn",
+                f"{seen} of {len(bodies)} answers: the reader takes null as no task",
+                {"types": dict(shapes)},
+            )
+        )
     else:
-        seen = ", ".join(f"{'absent' if k == 'null' else k} in {n}" for k, n in shapes.items())
         checks.append(
             Check(
                 subject,
@@ -198,11 +207,17 @@ def answer_checks(subject: str, bodies: Sequence[Any]) -> list[Check]:
     return checks
 
 
+def _tasks_shape(body: Any) -> str:
+    if not isinstance(body, Mapping):
+        return f"no object but {type_name(body)}"
+    return type_name(body["tasks"]) if "tasks" in body else "absent"
+
+
 def _count_kind(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return "absent" if value is None else "boolean"
-    if isinstance(value, int) and value >= 0:
-        return "number"
+    if isinstance(value, int | float) and math.isfinite(value) and value >= 0:
+        return "number"  # as exporter.core.tasks.parse_task_count reads it
     if isinstance(value, str) and value.strip().isdigit():
         return "string"
     return f"unreadable {type_name(value)}"

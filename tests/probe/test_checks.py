@@ -50,6 +50,9 @@ def test_the_answer_needs_a_list_of_tasks() -> None:
     assert missing["answer.tasks"].verdict == "fail"
     assert "absent in 1" in missing["answer.tasks"].saw
     assert _by_name(c.answer_checks("s", [{"tasks": {}}]))["answer.tasks"].verdict == "fail"
+    null = _by_name(c.answer_checks("s", [{"tasks": None, "task_count": 0}]))["answer.tasks"]
+    assert null.verdict == "warn"  # read as no task
+    assert _by_name(c.answer_checks("s", [[]]))["answer.tasks"].verdict == "fail"
 
 
 @pytest.mark.parametrize(
