@@ -1,7 +1,7 @@
 """Command line: Prometheus-style flags, `--demo`, `--once`, `--check-config` and `--probe`.
 
-Exit codes: 0 success; 1 a runtime failure (state file, port, a target failing in `--once`);
-2 a usage or configuration error.
+Exit codes: 0 success; 1 a runtime failure (state file, port, a target failing in `--once`,
+a check failing in `--probe`); 2 a usage or configuration error.
 """
 
 from __future__ import annotations
@@ -64,7 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="read a little of every target (GETs only), check every assumption the "
         "exporter makes of the answers, report and exit (1 when one does not hold)",
     )
-    p.add_argument("--probe.format", dest="probe_format", choices=["text", "json"], default="text")
+    p.add_argument(
+        "--probe.format",
+        dest="probe_format",
+        choices=["text", "json"],
+        default="text",
+        help="the probe's report on stdout (default text)",
+    )
     p.add_argument(
         "--probe.record",
         dest="probe_record",
