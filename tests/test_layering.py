@@ -193,25 +193,3 @@ def test_shipped_package_never_imports_the_sdk() -> None:
     for module, deps in IMPORTS.items():
         if _fold(module) != "exporter.simulator":
             assert not {d for d in deps if d.split(".")[0] == "huaweicloudsdkcore"}, module
-
-
-def test_the_probe_reads_as_the_polls_do_and_keeps_nothing_else() -> None:
-    """The probe (exporter.probe) uses the polls' own client and reader (and the targets'
-    project lookup and discovery), and reaches neither the state store, the poller, the
-    exposition nor the web server: it keeps no state file and serves nothing. The exporter
-    reaches it only from the command line, when asked for."""
-    probe = [m for m in MODULES if m.startswith("exporter.probe")]
-    assert "exporter.polling.dialects" in _reachable("exporter.probe.run")
-    for module in probe:
-        reached = {d for d in _reachable(module) if d in MODULES}
-        forbidden = {
-            d
-            for d in reached
-            if d.split(".")[1:2] in (["web"], ["exposition"], ["simulator"], ["app"], ["demo"])
-            or d in ("exporter.polling.state", "exporter.polling.poller")
-        }
-        assert not forbidden, (module, forbidden)
-    importers = {
-        m for m, deps in IMPORTS.items() if any(d.startswith("exporter.probe") for d in deps)
-    }
-    assert {m for m in importers if not m.startswith("exporter.probe")} == {"exporter.cli"}
