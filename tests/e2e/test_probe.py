@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from exporter.simulator.world import Fault, Service
 from tests.conftest import (
@@ -375,3 +376,34 @@ def test_probe_flags_are_checked(fleet: Fleet, tmp_path: Path) -> None:
     assert run.rc == 1
     assert "cannot write the recording" in run.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_with_an_iam_password_nothing_secret_is_reported_or_recorded(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """Password credentials: the token request is the one POST (authentication, never
+    recorded); neither the password nor the token shows in the report, the log or the
+    recording."""
+    world = fleet.sim.world
+    world.add_iam_user("acme-domain", "probe-user", "correct-horse-battery-staple")
+    doc = yaml.safe_load(fleet.config.read_text())
+    doc["targets"][0]["credentials"] = {
+        "source": "password",
+        "user": "probe-user",
+        "domain": "acme-domain",
+        "password": "correct-horse-battery-staple",
+    }
+    write_config(fleet.config, doc)
+    record = tmp_path / "recording"
+    run, report = _probe(fleet, f"--probe.record={record}")
+    assert run.rc == 0, report["failed"]
+    assert world.tokens_issued >= 1
+    assert _found(report, "kafka instance", "paging") == [{"start": "0"}]
+    recorded = "\n".join(p.read_text() for p in sorted(record.iterdir()))
+    secrets = ["correct-horse-battery-staple", "probe-user", "acme-domain", *world.tokens]
+    for secret in secrets:
+        assert secret not in run.stdout
+        assert secret not in run.stderr
+        assert secret not in recorded
+    methods = {r.method for r in world.requests if r.listener in ("dcs", "dms")}
+    assert methods == {"GET"}
