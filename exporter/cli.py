@@ -142,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.probe:
         from exporter.probe.main import probe_main  # noqa: PLC0415 - loaded only when asked for
 
-        return probe_main(config, args.probe_format, args.probe_record)
+        try:
+            return probe_main(config, args.probe_format, args.probe_record)
+        finally:
+            if demo is not None:
+                demo.close()  # type: ignore[attr-defined]
     if args.probe_record:
         parser.error("--probe.record goes with --probe")
 

@@ -407,3 +407,12 @@ def test_with_an_iam_password_nothing_secret_is_reported_or_recorded(
         assert secret not in recorded
     methods = {r.method for r in world.requests if r.listener in ("dcs", "dms")}
     assert methods == {"GET"}
+
+
+def test_the_demo_can_be_probed() -> None:
+    """`--demo --probe`, as the README suggests to see a report: every assumption holds."""
+    run = run_cli("--demo", "--probe", "--probe.format=json")
+    assert run.rc == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["ok"] is True
+    assert len({x["subject"] for x in report["checks"] if x["name"] == "read"}) == 5
