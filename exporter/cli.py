@@ -1,7 +1,7 @@
-"""Command line: Prometheus-style flags, `--demo`, `--once` and `--check-config`.
+"""Command line: Prometheus-style flags, `--demo`, `--once`, `--check-config` and `--probe`.
 
-Exit codes: 0 success; 1 a runtime failure (state file, port, a target failing in `--once`);
-2 a usage or configuration error.
+Exit codes: 0 success; 1 a runtime failure (state file, port, a target failing in `--once`,
+a check failing in `--probe`); 2 a usage or configuration error.
 """
 
 from __future__ import annotations
@@ -57,6 +57,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mode.add_argument(
         "--check-config", action="store_true", help="validate the configuration and exit"
+    )
+    mode.add_argument(
+        "--probe",
+        action="store_true",
+        help="read a little of every target (GETs only), check every assumption the "
+        "exporter makes of the answers, report and exit (1 when one does not hold)",
+    )
+    p.add_argument(
+        "--probe.format",
+        dest="probe_format",
+        choices=["text", "json"],
+        default="text",
+        help="the probe's report on stdout (default text)",
+    )
+    p.add_argument(
+        "--probe.record",
+        dest="probe_record",
+        metavar="DIR",
+        help="write the answers the probe read to DIR, identifiers replaced by pseudonyms",
     )
     p.add_argument(
         "--demo",
@@ -119,6 +138,17 @@ def main(argv: list[str] | None = None) -> int:
         lists = sum(len(t.instances) + int(t.task_center) for t in config.targets)
         print(f"configuration OK: {len(config.targets)} target(s), {lists} task list(s)")
         return 0
+
+    if args.probe:
+        from exporter.probe.main import probe_main  # noqa: PLC0415 - loaded only when asked for
+
+        try:
+            return probe_main(config, args.probe_format, args.probe_record)
+        finally:
+            if demo is not None:
+                demo.close()  # type: ignore[attr-defined]
+    if args.probe_record:
+        parser.error("--probe.record goes with --probe")
 
     try:
         exporter = Exporter(config, shard)

@@ -126,14 +126,18 @@ def list_page(
             None if window_param == "none" else _parse_window(query.get(window_param), window_param)
         )
         end = None if window_param == "none" else _parse_window(query.get("end_time"), "end_time")
-        first = offset
+        first = offset if opts.dcs_offset else 0
     else:
         limit = _int_param(query, "limit", 10, "DMS.00400000")
         if not 1 <= limit <= opts.dms_max_limit:
             raise ApiAnswer(400, "DMS.00400000", "Invalid request parameter: limit")
         default_start = 0 if opts.dms_start == "0" else 1
         start_index = _int_param(query, "start", default_start, "DMS.00400000")
-        if opts.dms_start == "0":
+        if opts.dms_offset and "start" not in query and "offset" in query:
+            first = _int_param(query, "offset", 0, "DMS.00400000")
+            if first < 0:
+                raise ApiAnswer(400, "DMS.00400000", "Invalid request parameter: offset")
+        elif opts.dms_start == "0":
             if start_index < 0:
                 raise ApiAnswer(400, "DMS.00400000", "Invalid request parameter: start")
             first = start_index
@@ -143,7 +147,8 @@ def list_page(
             if start_index < 1:
                 raise ApiAnswer(400, "DMS.00400000", "Invalid request parameter: start")
             first = start_index - 1
-        start = _parse_window(query.get("begin_time"), "begin_time") if opts.dms_window else None
+        name = opts.dms_window_param
+        start = _parse_window(query.get(name), name) if opts.dms_window else None
         end = _parse_window(query.get("end_time"), "end_time") if opts.dms_window else None
     selected = [
         t
@@ -151,10 +156,23 @@ def list_page(
         if (start is None or t.created_at >= start) and (end is None or t.created_at <= end + 1)
     ]
     page = selected[first : first + limit]
-    return {
+    answer: dict[str, Any] = {
         "task_count": world.task_count_value(len(selected)),
-        "tasks": [t.view(center=center) for t in page],
+        "tasks": [_renamed(t.view(center=center), opts.rename_task_fields) for t in page],
     }
+    return _renamed(answer, opts.rename_answer_fields)
+
+
+def _renamed(body: dict[str, Any], renames: dict[str, str]) -> dict[str, Any]:
+    """`body` with fields renamed (an empty new name drops the field): assumption breakers."""
+    if not renames:
+        return body
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        new = renames.get(key, key)
+        if new:
+            out[new] = value
+    return out
 
 
 def list_instances_page(

@@ -315,6 +315,18 @@ class Options:
     # DMS `start`: 0-based, 1-based taking 0 as 1, or 1-based refusing 0.
     dms_start: Literal["0", "1", "1-strict"] = "0"
     dms_window: bool = True
+    # Which parameter the DMS APIs take as the window start (the references' `begin_time`, or
+    # `start_time` as DCS names it); `dms_window: false` ignores either.
+    dms_window_param: Literal["begin_time", "start_time"] = "begin_time"
+    # Whether DMS also honours `offset` (0-based) when `start` is left out, as newer EU pages
+    # name the paging parameter.
+    dms_offset: bool = False
+    # Whether DCS honours `offset` (a server that ignores it serves the first page always).
+    dcs_offset: bool = True
+    # Assumption breakers: task fields renamed in every answer (`{"created_at": "create_time"}`;
+    # an empty new name drops the field), and top-level fields likewise (`{"tasks": ""}`).
+    rename_task_fields: dict[str, str] = field(default_factory=dict)
+    rename_answer_fields: dict[str, str] = field(default_factory=dict)
     # `task_count` as a string (the references), an integer (the examples), or alternating.
     task_count: Literal["string", "int", "mixed"] = "string"
     dcs_max_limit: int = 1000
