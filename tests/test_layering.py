@@ -28,6 +28,7 @@ SUBPACKAGES = (
     "exporter.polling",
     "exporter.exposition",
     "exporter.web",
+    "exporter.probe",
 )
 
 
@@ -156,6 +157,8 @@ ALLOWED: dict[str, set[str]] = {
     "exporter.exposition": LEAVES | {"exporter.core"},
     "exporter.polling": LEAVES | {"exporter.core", "exporter.cloud", "exporter.exposition"},
     "exporter.web": LEAVES | {"exporter.core", "exporter.exposition"},
+    # First contact with an account: reads like a poll, keeps nothing.
+    "exporter.probe": LEAVES | {"exporter.core", "exporter.cloud", "exporter.polling"},
     "exporter.simulator": {"exporter.signing"},
     # Entry points wire the layers together.
     "exporter.demo": {"exporter.simulator"},
