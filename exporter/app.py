@@ -22,9 +22,10 @@ from exporter.config import Config
 from exporter.core.sharding import UNSHARDED, Shard
 from exporter.exposition.families import TaskFamilies
 from exporter.exposition.snapshot import SnapshotStore
+from exporter.polling.account import Source, build_sources, discovery_of, scopes_of
 from exporter.polling.poller import Poller
 from exporter.polling.state import StateStore
-from exporter.polling.targets import Target, all_task_lists, build_targets
+from exporter.polling.targets import all_task_lists
 from exporter.telemetry.logs import register_secret
 from exporter.telemetry.selfmetrics import SelfMetrics
 from exporter.web.metrics import MetricsApp
@@ -85,7 +86,7 @@ class Exporter:
         )
 
     @contextlib.asynccontextmanager
-    async def _running(self) -> AsyncIterator[tuple[Poller, list[Target]]]:
+    async def _running(self) -> AsyncIterator[tuple[Poller, list[Source]]]:
         """HTTP clients, credential providers, sources and the poller, for one run."""
         settings = self.config.http
         limits = httpx.Limits(
@@ -115,38 +116,28 @@ class Exporter:
             providers = ProviderCache(
                 http, metadata_http, metrics=self.metrics, timeout=settings.timeout
             )
-            sources = build_targets(self.config, providers, client)
+            sources = build_sources(self.config, providers, client)
             poller = Poller(self.config, self.store, client, self.snapshots, self.metrics)
             poller.restore_histograms_and_events()
             # Sources that need nothing from the cloud (project ID given, no discovery) give
             # their task lists at once; the others after their first refresh.
             self._apply(poller, sources)
-            for source in sources:
-                for service in source.services:
+            for scope in scopes_of(sources):
+                for service in scope.services:
                     # Present at 0 from the start: healthy means "no throttling".
-                    self.metrics.api_throttled.labels(service, source.region)
+                    self.metrics.api_throttled.labels(service, scope.region)
             yield poller, sources
 
-    def _apply(self, poller: Poller, sources: list[Target]) -> None:
-        poller.set_task_lists(all_task_lists(sources, self.shard))
-        owned = self._owned(sources)
-        self.snapshots.publish_discovery(
-            [i for s in owned for i in s.instance_infos()],
-            [h for s in owned for h in s.discovery_health()],
-        )
-
-    def _owned(self, sources: list[Target]) -> list[Target]:
-        """The sources whose discovery this shard reports.
-
-        Every shard lists the instances (each needs them to find its own); one reports them.
-        """
-        return [s for s in sources if self.shard.owns(s.owner_key)]
+    def _apply(self, poller: Poller, sources: list[Source]) -> None:
+        poller.set_task_lists(all_task_lists(scopes_of(sources), self.shard))
+        # Every shard lists the instances (each needs them to find its own); one reports them.
+        self.snapshots.publish_discovery(*discovery_of(sources, self.shard.owns))
 
     @staticmethod
-    def _needs_refresh(source: Target) -> bool:
-        return source.project_id is None or source.config.discover is not None
+    def _needs_refresh(source: Source) -> bool:
+        return source.needs_refresh
 
-    async def _refresh_all(self, poller: Poller, sources: list[Target]) -> None:
+    async def _refresh_all(self, poller: Poller, sources: list[Source]) -> None:
         await asyncio.gather(*(s.refresh() for s in sources if self._needs_refresh(s)))
         self._apply(poller, sources)
 
@@ -155,7 +146,7 @@ class Exporter:
         async with self._running() as (poller, sources):
             await self._refresh_all(poller, sources)
             ok = await poller.poll_all_once()
-            healthy = all(h.up for s in self._owned(sources) for h in s.discovery_health())
+            healthy = all(h.up for h in discovery_of(sources, self.shard.owns)[1])
             return ok and healthy
 
     def exposition(self) -> bytes:
@@ -163,15 +154,12 @@ class Exporter:
         return b"".join(self.snapshots.exposition.render(False)) + generate_latest(self.registry)
 
     async def _source_loop(
-        self, source: Target, poller: Poller, sources: list[Target], stop: asyncio.Event
+        self, source: Source, poller: Poller, sources: list[Source], stop: asyncio.Event
     ) -> None:
         """Refresh a source: until its project is known, then every discovery interval."""
         while not stop.is_set():
-            if source.project_id is None:
-                delay = self.config.poll_interval
-            elif source.config.discover is not None:
-                delay = source.config.discover.interval
-            else:
+            delay = source.refresh_delay(self.config.poll_interval)
+            if delay is None:
                 return
             if await wait_stopped(stop, delay):
                 return

@@ -1,13 +1,18 @@
-"""A target's project ID, through IAM, when the configuration leaves it out.
+"""Projects through IAM: a target's project ID, and every project of an account.
 
-The project is the one named after the region (`GET /v3/projects?name=<region>`); an IAM
-token scoped to a project names it itself, so password credentials need no further request.
+A target's project is the one named after the region (`GET /v3/projects?name=<region>`); an
+IAM token scoped to a project names it itself, so password credentials need no further
+request. An account-wide target lists every project its credentials can use
+(`GET /v3/auth/projects`, which needs no IAM permission).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from exporter.cloud.client import ApiError, CloudClient
 from exporter.cloud.credentials import CredentialError, CredentialProvider, IamPassword
+from exporter.core.projects import MAX_PROJECTS
 from exporter.text import clean_text
 
 
@@ -32,3 +37,26 @@ async def resolve_project(
     if not project:
         raise ApiError(f"IAM answered without an ID for the project named {region}")
     return project
+
+
+async def list_account_projects(
+    client: CloudClient, credentials: CredentialProvider, iam_url: str
+) -> list[tuple[str, str, bool]]:
+    """(id, name, enabled) of every project the credentials can use; ApiError when IAM does
+    not answer with a list. IDs and names are cleaned and cut: they become label values."""
+    body = await client.request_json(iam_url + "/v3/auth/projects", {}, credentials, "iam", "")
+    raw = body.get("projects") if isinstance(body, dict) else None
+    if not isinstance(raw, list):
+        raise ApiError("unexpected answer from IAM's project list (no projects)")
+    if len(raw) > MAX_PROJECTS:
+        raise ApiError(f"IAM listed more than {MAX_PROJECTS} projects")
+    return [entry for item in raw if (entry := _project(item)) is not None]
+
+
+def _project(item: Any) -> tuple[str, str, bool] | None:
+    if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+        return None
+    name = item.get("name")
+    if not isinstance(name, str):
+        return None
+    return clean_text(item["id"], 128), clean_text(name, 128), item.get("enabled") is not False

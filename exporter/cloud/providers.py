@@ -66,7 +66,7 @@ class ProviderCache:
             creds.user,
             creds.domain,
             creds.secret(),
-            tc.region,
+            tc.region or "",  # always set: account-wide targets refuse password credentials
             tc.project_id,
             metrics=self.metrics,
             timeout=self.timeout,

@@ -30,6 +30,8 @@ from exporter.config.loading import (
     MAX_CONFIG_BYTES,
     ConfigError,
     Problem,
+    check_config,
+    check_config_text,
     load_config,
     load_config_text,
 )
@@ -79,6 +81,8 @@ __all__ = [
     "Problem",
     "Service",
     "TargetConfig",
+    "check_config",
+    "check_config_text",
     "format_duration",
     "format_path",
     "load_config",

@@ -5,7 +5,8 @@ DCS and DMS serve `/v2/{project_id}/instances/{instance_id}/tasks` like the real
 for its own services, and `/v2/{project_id}/instances` (list instances); DCS also serves the
 task center `/v2/{project_id}/tasks`. Those requests must be signed with AK/SK or carry an IAM
 token (`X-Auth-Token`). IAM serves `POST /v3/auth/tokens` (password identity) and
-`GET /v3/projects`; the metadata listener serves the ECS metadata token step and
+`GET /v3/projects` and `GET /v3/auth/projects` (every project, sub-projects with their
+region's project as parent); the metadata listener serves the ECS metadata token step and
 `/openstack/latest/securitykey` (temporary credentials). `/_sim/...` is an unsigned admin API
 for tests and demos on every listener (see `_admin`).
 """
@@ -384,6 +385,31 @@ class _Handler(BaseHTTPRequestHandler):
             self._take_faults("")
             self._issue_token(body)
             return
+        if method == "GET" and route == "/v3/auth/projects":
+            access_key = self._authenticate(method, path, raw_query, body, None)
+            self._take_faults("")
+            listed = [
+                {
+                    "id": pid,
+                    "name": pname,
+                    "domain_id": world.domain_id,
+                    "parent_id": parent,
+                    "is_domain": False,
+                    "enabled": True,
+                    "description": "",
+                    "links": {"self": f"{self._base_url()}/v3/projects/{pid}"},
+                }
+                for pname, pid, parent in world.project_listing()
+            ]
+            self._access_key = access_key
+            self._send_json(
+                200,
+                {
+                    "projects": listed,
+                    "links": {"self": f"{self._base_url()}{path}", "previous": None, "next": None},
+                },
+            )
+            return
         if method == "GET" and route == "/v3/projects":
             access_key = self._authenticate(method, path, raw_query, body, None)
             self._take_faults("")
@@ -582,7 +608,8 @@ class _Handler(BaseHTTPRequestHandler):
         """Unsigned control API: `GET /_sim/state`, `POST /_sim/instances`,
         `POST|DELETE /_sim/instances/{id}`, `POST /_sim/tasks`, `POST /_sim/tasks/{id}`,
         `POST|DELETE /_sim/faults`, `POST /_sim/options`, `POST /_sim/churn`,
-        `GET|DELETE /_sim/requests`, `POST /_sim/iam/users`, `POST /_sim/projects`."""
+        `GET|DELETE /_sim/requests`, `POST /_sim/iam/users`, `POST /_sim/projects`,
+        `DELETE /_sim/projects/{name}`."""
         world = self.server.world
         try:
             data = json.loads(body) if body else {}
@@ -662,6 +689,9 @@ def admin_call(
         return {"ok": True}
     if method == "POST" and path == "/_sim/projects":
         world.add_project(data["name"], data["id"])
+        return {"ok": True}
+    if method == "DELETE" and path.startswith("/_sim/projects/"):
+        world.remove_project(path.rsplit("/", 1)[1])
         return {"ok": True}
     if method == "DELETE" and path.startswith("/_sim/instances/"):
         world.remove_instance(path.rsplit("/", 1)[1])
