@@ -38,13 +38,13 @@ def service_hint(value: Any) -> str | None:
     if not isinstance(value, str) or len(value) > 64:
         return None
     word = value.strip().lower()
+    if word == "dms":
+        return "DMS has three services: kafka, rabbitmq or rocketmq"
     meant = _ALIASES.get(word)
     if meant is None:
         close = difflib.get_close_matches(word, SERVICES, n=1, cutoff=0.6)
         meant = close[0] if close else None
     if meant is None:
-        if word == "dms":
-            return "DMS has three services: kafka, rabbitmq or rocketmq"
         return None
     if meant == "dcs" and word in ("redis", "memcached", "memcache", "cache", "dcs-redis"):
         return "did you mean dcs? (Redis and Memcached instances are DCS)"
