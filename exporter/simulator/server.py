@@ -661,7 +661,10 @@ def admin_call(
         with world.lock:
             world.advance()
             return {
-                "instances": [vars(i) for i in world.instances.values()],
+                "instances": [
+                    {k: v for k, v in vars(i).items() if k != "raw"}
+                    for i in world.instances.values()
+                ],
                 "tasks": [_task_json(t) for t in world.tasks.values()],
                 "options": vars(world.options),
                 "faults": [dict(vars(f)) for f in world.faults],

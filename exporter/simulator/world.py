@@ -234,18 +234,26 @@ class SimInstance:
     engine_version: str = ""
     status: str = "RUNNING"
     tags: dict[str, str] = field(default_factory=dict)
+    # Fields of the listing overridden as given (MISSING removes one), like `SimTask.raw`.
+    raw: dict[str, Any] = field(default_factory=dict)
 
     def listing(self) -> dict[str, Any]:
-        """The instance as the list-instances APIs show it."""
-        return {
+        """The instance as the list-instances APIs show it (fields the SDKs' models declare:
+        the listing names no project)."""
+        body: dict[str, Any] = {
             "instance_id": self.id,
             "name": self.name,
             "engine": LIST_ENGINES[self.service],
             "engine_version": self.engine_version,
             "status": self.status,
-            "project_id": self.project_id,
             "tags": [{"key": k, "value": v} for k, v in self.tags.items()],
         }
+        for key, value in self.raw.items():
+            if value is MISSING:
+                body.pop(key, None)
+            else:
+                body[key] = value
+        return body
 
 
 @dataclass
