@@ -48,7 +48,7 @@ from exporter.config.credentials import (
     PasswordCredentials,
 )
 from exporter.config.regions import ACCOUNT_IAM
-from exporter.config.scopes import account_checks, password_without_region
+from exporter.config.scopes import account_checks
 from exporter.config.secrets import (
     ENV_AK,
     ENV_SK,
@@ -273,7 +273,6 @@ class Config(CrossChecked):
         targets = data.get("targets")
         if isinstance(targets, list):
             problems += _listed_twice(targets)
-            problems += password_without_region(data.get("credentials"), targets)
             env: Mapping[str, str] = (context or {}).get("env", os.environ)
             if (
                 data.get("credentials") is None

@@ -41,26 +41,6 @@ def account_checks(target: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     return problems
 
 
-def password_without_region(top_credentials: Any, targets: Sequence[Any]) -> list[tuple[Loc, str]]:
-    """Account-wide targets need keys: an IAM password's token is scoped to one project."""
-    problems: list[tuple[Loc, str]] = []
-    for i, target in enumerate(targets):
-        if not isinstance(target, Mapping) or target.get("region") is not None:
-            continue
-        own = target.get("credentials")
-        creds = own if own is not None else top_credentials
-        if isinstance(creds, Mapping) and creds.get("source") == "password":
-            loc: Loc = ("targets", i, "credentials") if own is not None else ("targets", i)
-            problems.append(
-                (
-                    loc,
-                    "password credentials need region (their token is scoped to one project): "
-                    "use access keys (source aksk, env or metadata) for an account-wide target",
-                )
-            )
-    return problems
-
-
 def selected(name: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
     """Whether a region or project name passes shell-style include and exclude patterns."""
     if include and not any(fnmatch.fnmatchcase(name, p) for p in include):

@@ -455,6 +455,9 @@ class _Handler(BaseHTTPRequestHandler):
             user = identity["password"]["user"]
             user_name, password = user["name"], user["password"]
             domain = user["domain"]["name"]
+            if "domain" in auth["scope"]:  # a domain-scoped token: lists projects, no more
+                self._issue_domain_token(domain, user_name, password, auth["scope"]["domain"])
+                return
             project = auth["scope"]["project"]
             scope_id, scope_name = project.get("id"), project.get("name")
             scope_domain = project.get("domain", {}).get("name")
@@ -499,6 +502,32 @@ class _Handler(BaseHTTPRequestHandler):
                     "domain": domain_ref,
                     "password_expires_at": "",
                 },
+            }
+        }
+        self._send_json(201, answer, {"X-Subject-Token": token})
+
+    def _issue_domain_token(self, domain: str, user_name: Any, password: Any, scope: Any) -> None:
+        world = self.server.world
+        if not (
+            isinstance(user_name, str)
+            and isinstance(password, str)
+            and isinstance(scope, dict)
+            and scope.get("name") == domain
+        ):
+            raise _iam_error(400, "IAM.0011", "Request body is invalid.")
+        with world.lock:
+            if world.iam_users.get((domain, user_name)) != password:
+                raise _iam_error(401, "IAM.0004", "The username or password is wrong.")
+            token, expires_at = world.issue_token(domain, user_name, "")
+            issued_at = world.tokens[token].issued_at
+        answer = {
+            "token": {
+                "expires_at": format_expiry(expires_at),
+                "issued_at": format_expiry(issued_at),
+                "methods": ["password"],
+                "catalog": [],
+                "domain": {"id": world.domain_id, "name": domain},
+                "user": {"name": user_name, "domain": {"id": world.domain_id, "name": domain}},
             }
         }
         self._send_json(201, answer, {"X-Subject-Token": token})

@@ -148,14 +148,14 @@ def test_account_wide_targets_refuse_what_needs_a_region() -> None:
     ]
 
 
-def test_account_wide_targets_need_keys_not_a_password() -> None:
+def test_account_wide_targets_take_password_credentials() -> None:
     text = (
         "credentials: {source: password, user: u, domain: d, password: p}\n"
         "targets:\n"
         "  - cloud: opentelekomcloud\n"
     )
-    (problem,) = errors(text)
-    assert problem.startswith("t.yml:3: targets[0]: password credentials need region")
+    (tc,) = load_config_text(text, env={}).targets
+    assert tc.account_wide
 
 
 def test_account_wide_minimal_target_loads() -> None:

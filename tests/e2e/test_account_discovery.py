@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from exporter.simulator import Fault, Simulator, World
 from exporter.simulator.world import Service
@@ -178,6 +179,30 @@ def test_projects_come_and_go_and_a_failing_region_is_down_alone(
     # The failing region's instances are kept (the last good listing) and still reported.
     assert {s.labels["instance_id"] for s in m.find("huaweicloud_task_up", project_id=PROJECT)}
     assert exporter.stop() == 0
+
+
+def test_password_credentials_list_with_a_domain_token_and_poll_with_project_tokens(
+    account: tuple[World, Simulator], tmp_path: Path
+) -> None:
+    world, server = account
+    world.add_iam_user("acme", "monitoring", "pw-5b7c9d1e")
+    cfg = account_config(server, tmp_path)
+    doc = yaml.safe_load(cfg.read_text())
+    doc["credentials"] = {
+        "source": "password",
+        "user": "monitoring",
+        "domain": "acme",
+        "password": "pw-5b7c9d1e",
+    }
+    run = run_once(write_config(cfg, doc))
+    assert run.rc == 0, run.stderr[-3000:]
+    polled = polled_projects(Metrics(run.stdout))
+    assert len(polled) == 4
+    with world.lock:
+        scopes = sorted(t.project_id for t in world.tokens.values())
+    # One domain-scoped token lists the projects; each project is polled with its own.
+    assert scopes == sorted(["", *polled])
+    assert "pw-5b7c9d1e" not in run.stdout + run.stderr
 
 
 def test_a_failing_project_listing_reports_discovery_down(
