@@ -40,6 +40,7 @@ PROJECTS = {
     f"{REGION}_analytics": "3b1c2d3e4f5a4b6c8d7e9f0a1b2c3d4e",
     "MOS": "4c5d6e7f8a9b4c0d1e2f3a4b5c6d7e8f",
 }
+DISCOVERY_UP = "huaweicloud_task_discovery_up"
 SERVICES: tuple[Service, ...] = ("dcs", "kafka", "rabbitmq", "rocketmq")
 
 
@@ -258,3 +259,30 @@ def test_the_readme_three_line_configuration_runs_against_the_simulator(
         if name != "MOS"
     }
     assert (tmp_path / "huaweicloud-task-exporter.db").exists()
+
+
+def test_shards_split_an_account_without_overlap(
+    account: tuple[World, Simulator], tmp_path: Path
+) -> None:
+    _, server = account
+    cfg = account_config(server, tmp_path, task_center=True)
+    shards = []
+    for index in (0, 1):
+        doc = yaml.safe_load(cfg.read_text())
+        doc["state_path"] = str(tmp_path / f"state-{index}.db")
+        path = write_config(tmp_path / f"config-{index}.yml", doc)
+        run = run_once(path, "--shard.count=2", f"--shard.index={index}")
+        assert run.rc == 0, run.stderr[-3000:]
+        shards.append(Metrics(run.stdout))
+    lists = [
+        {(s.labels["project_id"], s.labels["instance_id"]) for s in m.find("huaweicloud_task_up")}
+        for m in shards
+    ]
+    assert not lists[0] & lists[1]
+    assert len(lists[0] | lists[1]) == 4 * (4 + 1)  # four projects: four instances, a center
+    listings = [
+        {(s.labels["project_id"], s.labels["cloud_service"]) for s in m.find(DISCOVERY_UP)}
+        for m in shards
+    ]
+    assert not listings[0] & listings[1]
+    assert len(listings[0] | listings[1]) == 4 * 4
