@@ -8,12 +8,13 @@ from the file; they name the known value meant instead.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from exporter.config.base import SERVICES, Loc
-from exporter.config.regions import region_advice
+from exporter.config.regions import REGIONS, region_advice
 
 # DCS and DMS instance IDs are UUIDs; task and project IDs are 32 hex digits without dashes.
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
@@ -64,7 +65,8 @@ def instance_id_advice(value: Any) -> str | None:
 
 
 def warnings_of(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
-    """(path, message) of every warning in a file's raw data (valid or not)."""
+    """(path, message) of every warning in the raw data of a file that validated: the
+    messages name its `cloud`, which is then one of the known names, never a value typed."""
     found: list[tuple[Loc, str]] = []
     targets = data.get("targets")
     for i, target in enumerate(targets if isinstance(targets, list) else []):
@@ -76,6 +78,11 @@ def warnings_of(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
             advice = region_advice(cloud, region)
             if advice is not None:
                 found.append((("targets", i, "region"), advice))
+        patterns = target.get("regions")
+        known = REGIONS.get(cloud, ()) if isinstance(cloud, str) else ()
+        for j, pattern in enumerate(patterns if isinstance(patterns, list) and known else []):
+            if isinstance(pattern, str) and not any(fnmatch.fnmatchcase(r, pattern) for r in known):
+                found.append((("targets", i, "regions", j), f"matches no region known to {cloud}"))
         instances = target.get("instances")
         for j, inst in enumerate(instances if isinstance(instances, list) else []):
             if isinstance(inst, Mapping):

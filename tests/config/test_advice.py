@@ -148,6 +148,14 @@ def test_account_wide_targets_refuse_what_needs_a_region() -> None:
     ]
 
 
+def test_a_region_pattern_matching_no_known_region_is_a_warning() -> None:
+    text = CREDS + "targets:\n  - cloud: opentelekomcloud\n    regions: [eu-*, ap-*]\n"
+    (w,) = warnings(text)
+    assert str(w) == (
+        "t.yml:4: targets[0].regions[1]: warning: matches no region known to opentelekomcloud"
+    )
+
+
 def test_account_wide_targets_take_password_credentials() -> None:
     text = (
         "credentials: {source: password, user: u, domain: d, password: p}\n"
