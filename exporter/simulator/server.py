@@ -387,6 +387,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if method == "GET" and route == "/v3/auth/projects":
             access_key = self._authenticate(method, path, raw_query, body, None)
+            if access_key != "token" and not world.options.iam_auth_projects_signed:
+                raise _iam_error(
+                    401, "IAM.0001", "The request you have made requires authentication."
+                )
             self._take_faults("")
             listed = [
                 {

@@ -340,6 +340,8 @@ class Options:
     # List-instances page sizes: DCS `limit` 1..1000, DMS `limit` 1..50.
     dcs_list_max_limit: int = 1000
     dms_list_max_limit: int = 50
+    # Whether IAM's `GET /v3/auth/projects` takes AK/SK signatures (the docs show a token).
+    iam_auth_projects_signed: bool = True
 
 
 FaultKind = Literal[

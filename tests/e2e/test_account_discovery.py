@@ -206,6 +206,19 @@ def test_password_credentials_list_with_a_domain_token_and_poll_with_project_tok
     assert "pw-5b7c9d1e" not in run.stdout + run.stderr
 
 
+def test_keys_iam_refuses_on_the_project_list_fall_back_to_the_domain_s_projects(
+    account: tuple[World, Simulator], tmp_path: Path
+) -> None:
+    world, server = account
+    world.options.iam_auth_projects_signed = False
+    run = run_once(account_config(server, tmp_path))
+    assert run.rc == 0, run.stderr[-3000:]
+    assert len(polled_projects(Metrics(run.stdout))) == 4
+    assert "listing the domain's projects" in run.stderr
+    paths = [r.path for r in world.requests_for() if r.listener == "iam"]
+    assert paths[:2] == ["/v3/auth/projects", "/v3/projects"]
+
+
 def test_a_failing_project_listing_reports_discovery_down(
     account: tuple[World, Simulator], tmp_path: Path
 ) -> None:
