@@ -1,6 +1,7 @@
 """The official SDKs' models as an oracle for the task and list-instances APIs.
 
-The SDK packages (`huaweicloudsdkdcs`, `…kafka`, `…rabbitmq`, `…rocketmq`) are generated from
+The SDK packages (`huaweicloudsdkdcs`, `…kafka`, `…rabbitmq`, `…rocketmq`, and `…iam` for the
+project lists) are generated from
 the same API definitions as the cloud: each model class declares its fields (`openapi_types`,
 JSON names in `attribute_map`), and each client method's `_…_http_info` says the path and the
 query parameters a request sends. This module checks an answer the simulator served, and a
@@ -29,6 +30,8 @@ from typing import Any
 
 from huaweicloudsdkdcs.v2 import DcsClient
 from huaweicloudsdkdcs.v2 import model as dcs_models
+from huaweicloudsdkiam.v3 import IamClient
+from huaweicloudsdkiam.v3 import model as iam_models
 from huaweicloudsdkkafka.v2 import KafkaClient
 from huaweicloudsdkkafka.v2 import model as kafka_models
 from huaweicloudsdkrabbitmq.v2 import RabbitMQClient
@@ -43,11 +46,14 @@ ROOT = Path(__file__).resolve().parent.parent
 # Documented as strings, given as numbers in the references' own examples (`"task_count": 1`;
 # the task center's capacities): the exporter reads both spellings.
 NUMBER_AS_STRING = frozenset({"task_count", "old_capacity", "new_capacity"})
+# Fields the references' example answers show and a model leaves out (the exporter reads none
+# of them): IAM's project list links to the previous and next pages, its model only to itself.
+DOCUMENTED_EXTRA = frozenset({("LinksSelf", "previous"), ("LinksSelf", "next")})
 
 
 def reads(module: str) -> dict[str, set[str]]:
     """The JSON fields a module of the exporter reads, by the name of the variable read from:
-    every `name.get("field", …)` and `name["field"]`."""
+    every `name.get("field", …)` and `name["field"]` (`name[]` for `name[0].get("field")`)."""
     tree = ast.parse((ROOT / module).read_text(encoding="utf-8"))
     found: dict[str, set[str]] = {}
     for node in ast.walk(tree):
@@ -62,11 +68,11 @@ def reads(module: str) -> dict[str, set[str]]:
             target, key = node.func.value, node.args[0]
         elif isinstance(node, ast.Subscript):
             target, key = node.value, node.slice
-        if (
-            isinstance(target, ast.Name)
-            and isinstance(key, ast.Constant)
-            and isinstance(key.value, str)
-        ):
+        if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
+            continue
+        if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name):
+            found.setdefault(target.value.id + "[]", set()).add(key.value)
+        elif isinstance(target, ast.Name):
             found.setdefault(target.id, set()).add(key.value)
     return found
 
@@ -98,6 +104,9 @@ PAGE_READS = frozenset(_TASKS["body"])
 LISTING_READS = frozenset(_LISTING["body"])
 INSTANCE_READS = frozenset(_LISTING["item"])
 TAG_READS = frozenset(_LISTING["t"])
+_PROJECTS = reads("exporter/cloud/projects.py")
+PROJECT_LIST_READS = frozenset(_PROJECTS["body"])
+PROJECT_READS = frozenset(_PROJECTS["item"] | _PROJECTS["projects[]"])
 
 _DETAILS = Shape(None)
 DCS_TASKS = Shape(
@@ -133,6 +142,12 @@ LISTING = Shape(
             children={"tags": Shape(TAG_READS, frozenset({"key"}))},
         )
     },
+)
+
+PROJECTS = Shape(
+    PROJECT_LIST_READS,
+    frozenset({"projects"}),
+    children={"projects": Shape(PROJECT_READS, frozenset({"id", "name"}))},
 )
 
 
@@ -234,6 +249,24 @@ APIS = {
         "ListInstancesResponse",
         LISTING,
     ),
+    "iam auth projects": Api(
+        "IAM projects of the credentials",
+        IamClient,
+        iam_models,
+        "_keystone_list_auth_projects_http_info",
+        "KeystoneListAuthProjectsRequest",
+        "KeystoneListAuthProjectsResponse",
+        PROJECTS,
+    ),
+    "iam projects": Api(
+        "IAM projects by name",
+        IamClient,
+        iam_models,
+        "_keystone_list_projects_http_info",
+        "KeystoneListProjectsRequest",
+        "KeystoneListProjectsResponse",
+        PROJECTS,
+    ),
 }
 
 
@@ -286,6 +319,8 @@ def _walk(
     fields = declared(model)
     for key, served in value.items():
         kind = fields.get(key)
+        if kind is None and (model.__name__, key) in DOCUMENTED_EXTRA:
+            continue
         if kind is None:
             problems.append(f"{where}{key}: served, but {model.__name__} declares no such field")
         elif not compatible(kind, served, key):

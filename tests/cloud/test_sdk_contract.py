@@ -1,11 +1,13 @@
 """Contract tests: what the simulator serves and what the exporter asks, against the SDKs.
 
-The exporter runs once (`--once`, discovery of all four services and the task center) against
+The exporter runs once (`--once`: the project by name through IAM, discovery of all four
+services, the task center, and an account-wide target's project list) against
 the simulator; every request it made is read back from the simulator's log and fetched again,
 signed, over real HTTP. Each answer is then checked against the official SDK's response
 models and each request against its request model (tests/sdk_contract.py), for the DCS
 instance tasks, the DCS task center, the Kafka, RabbitMQ and RocketMQ instance tasks, and the
-four list-instances APIs. A field renamed in the simulator's answers is reported.
+four list-instances APIs and IAM's two project lists. A field renamed in the simulator's
+answers is reported.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from exporter.simulator.world import (
 )
 from tests.conftest import (
     ACCESS_KEY,
-    PROJECT,
     REGION,
     SECRET_KEY,
     Metrics,
@@ -42,6 +43,8 @@ from tests.sdk_contract import (
     INSTANCE_READS,
     LISTING_READS,
     PAGE_READS,
+    PROJECT_LIST_READS,
+    PROJECT_READS,
     TAG_READS,
     TASK_READS,
     answer_problems,
@@ -71,6 +74,8 @@ class Served:
 
 
 def api_of(world: World, rec: RequestRecord) -> str:
+    if rec.listener == "iam":
+        return "iam auth projects" if rec.path.startswith("/v3/auth/") else "iam projects"
     tasks = re.fullmatch(r"/v2/[^/]+/instances/([^/]+)/tasks/?", rec.path)
     if tasks:
         return f"{world.instances[tasks.group(1)].service} tasks"
@@ -95,19 +100,21 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     sim = Simulator(world).start()
     try:
         tmp = tmp_path_factory.mktemp("contract")
+        endpoints = {"dcs": sim.dcs_url, "dms": sim.dms_url, "iam": sim.iam_url}
         doc = {
             "poll_interval": "1s",
             "state_path": str(tmp / "state.db"),
             "credentials": {"access_key": ACCESS_KEY, "secret_key": SECRET_KEY},
             "http": {"requests_per_second": 500, "burst": 500, "page_size": 4},
             "targets": [
-                {
+                {  # the project by name through IAM, every service discovered, task center
                     "region": REGION,
-                    "project_id": PROJECT,
-                    "endpoints": {"dcs": sim.dcs_url, "dms": sim.dms_url},
+                    "endpoints": endpoints,
                     "task_center": True,
                     "discover": {},
-                }
+                },
+                # account-wide, only for its project list: no region matches
+                {"endpoints": endpoints, "regions": ["xx-*"]},
             ],
         }
         run = run_once(write_config(tmp / "config.yml", doc))
@@ -116,7 +123,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         made = [
             (api_of(world, rec), rec)
             for rec in world.requests_for()
-            if rec.listener in ("dcs", "dms") and rec.status == 200
+            if rec.listener in ("dcs", "dms", "iam") and rec.status == 200
         ]
         yield Served(world, sim, made)
     finally:
@@ -130,6 +137,8 @@ def test_the_exporter_s_reads_are_found_in_its_source() -> None:
     assert {"instances", "instance_num"} <= LISTING_READS
     assert {"instance_id", "name", "engine", "status", "tags"} <= INSTANCE_READS
     assert {"key", "value"} <= TAG_READS
+    assert {"projects"} <= PROJECT_LIST_READS
+    assert {"id", "name", "enabled"} <= PROJECT_READS
 
 
 def test_every_api_was_exercised(served: Served) -> None:
@@ -142,7 +151,7 @@ def test_answers_keep_the_sdk_contract(served: Served, api: str) -> None:
     for rec in served.of(api):
         body = served.fetch(rec)
         assert answer_problems(APIS[api], body) == [], rec.path
-        listed += len(body.get("tasks") or body.get("instances") or [])
+        listed += len(body.get("tasks") or body.get("instances") or body.get("projects") or [])
     assert listed > 0  # the answers held tasks or instances to check
 
 
