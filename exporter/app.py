@@ -22,9 +22,10 @@ from exporter.config import Config
 from exporter.core.sharding import UNSHARDED, Shard
 from exporter.exposition.families import TaskFamilies
 from exporter.exposition.snapshot import SnapshotStore
+from exporter.polling.account import AnyTarget, build_all_targets, discovery_of, scopes_of
 from exporter.polling.poller import Poller
 from exporter.polling.state import StateStore
-from exporter.polling.targets import Target, all_task_lists, build_targets
+from exporter.polling.targets import all_task_lists
 from exporter.telemetry.logs import register_secret
 from exporter.telemetry.selfmetrics import SelfMetrics
 from exporter.web.metrics import MetricsApp
@@ -85,7 +86,7 @@ class Exporter:
         )
 
     @contextlib.asynccontextmanager
-    async def _running(self) -> AsyncIterator[tuple[Poller, list[Target]]]:
+    async def _running(self) -> AsyncIterator[tuple[Poller, list[AnyTarget]]]:
         """HTTP clients, credential providers, targets and the poller, for one run."""
         settings = self.config.http
         limits = httpx.Limits(
@@ -115,43 +116,33 @@ class Exporter:
             providers = ProviderCache(
                 http, metadata_http, metrics=self.metrics, timeout=settings.timeout
             )
-            targets = build_targets(self.config, providers, client)
+            targets = build_all_targets(self.config, providers, client)
             poller = Poller(self.config, self.store, client, self.snapshots, self.metrics)
             poller.restore_histograms_and_events()
-            # Sources that need nothing from the cloud (project ID given, no discovery) give
+            # Targets that need nothing from the cloud (project ID given, no discovery) give
             # their task lists at once; the others after their first refresh.
             self._apply(poller, targets)
-            for target in targets:
-                for service in target.services:
+            for scope in scopes_of(targets):
+                for service in scope.services:
                     # Present at 0 from the start: healthy means "no throttling".
-                    self.metrics.api_throttled.labels(service, target.region)
+                    self.metrics.api_throttled.labels(service, scope.region)
             yield poller, targets
 
-    def _apply(self, poller: Poller, targets: list[Target]) -> None:
-        poller.set_task_lists(all_task_lists(targets, self.shard))
-        owned = self._owned(targets)
-        self.snapshots.publish_discovery(
-            [i for s in owned for i in s.instance_infos()],
-            [h for s in owned for h in s.discovery_health()],
-        )
+    def _apply(self, poller: Poller, targets: list[AnyTarget]) -> None:
+        poller.set_task_lists(all_task_lists(scopes_of(targets), self.shard))
+        # Every shard lists the instances (each needs them to find its own); one reports them.
+        self.snapshots.publish_discovery(*discovery_of(targets, self.shard.owns))
 
-    def _owned(self, targets: list[Target]) -> list[Target]:
-        """The targets whose discovery this shard reports.
-
-        Every shard lists the instances (each needs them to find its own); one reports them.
-        """
-        return [s for s in targets if self.shard.owns(s.owner_key)]
-
-    async def _refresh_all(self, poller: Poller, targets: list[Target]) -> None:
+    async def _refresh_all(self, poller: Poller, targets: list[AnyTarget]) -> None:
         await asyncio.gather(*(s.refresh() for s in targets if s.needs_refresh))
         self._apply(poller, targets)
 
     async def once(self) -> bool:
-        """Read the targets, poll every task list once; True when everything succeeded."""
+        """Read the targets, poll every target once; True when everything succeeded."""
         async with self._running() as (poller, targets):
             await self._refresh_all(poller, targets)
             ok = await poller.poll_all_once()
-            healthy = all(h.up for s in self._owned(targets) for h in s.discovery_health())
+            healthy = all(h.up for h in discovery_of(targets, self.shard.owns)[1])
             return ok and healthy
 
     def exposition(self) -> bytes:
@@ -159,15 +150,12 @@ class Exporter:
         return b"".join(self.snapshots.exposition.render(False)) + generate_latest(self.registry)
 
     async def _target_loop(
-        self, target: Target, poller: Poller, targets: list[Target], stop: asyncio.Event
+        self, target: AnyTarget, poller: Poller, targets: list[AnyTarget], stop: asyncio.Event
     ) -> None:
         """Refresh a target: until its project is known, then every discovery interval."""
         while not stop.is_set():
-            if target.project_id is None:
-                delay = self.config.poll_interval
-            elif target.config.discover is not None:
-                delay = target.config.discover.interval
-            else:
+            delay = target.refresh_delay(self.config.poll_interval)
+            if delay is None:
                 return
             if await wait_stopped(stop, delay):
                 return

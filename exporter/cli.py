@@ -13,7 +13,7 @@ import sys
 
 from exporter import __version__
 from exporter.app import Exporter
-from exporter.config import Config, ConfigError, load_config, load_config_text
+from exporter.config import Config, ConfigError, Problem, check_config, load_config_text
 from exporter.core.sharding import parse_shard
 from exporter.polling.state import StateError
 from exporter.telemetry.logs import LEVELS, setup_logging
@@ -102,13 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load(args: argparse.Namespace) -> tuple[Config, object | None]:
+def _load(args: argparse.Namespace) -> tuple[Config, list[Problem], object | None]:
     if args.demo:
         from exporter.demo import Demo  # noqa: PLC0415 - the simulator loads only when asked for
 
         demo = Demo()
-        return load_config_text(demo.config_text, source="demo"), demo
-    return load_config(args.config_file), None
+        return load_config_text(demo.config_text, source="demo"), [], demo
+    config, warnings = check_config(args.config_file)
+    return config, warnings, None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
 
     try:
-        config, demo = _load(args)
+        config, warnings, demo = _load(args)
     except ConfigError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
@@ -135,9 +136,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.log_task_events:
         config = config.model_copy(update={"log_task_events": True})
     if args.check_config:
+        for warning in warnings:
+            print(warning, file=sys.stderr)
         lists = sum(len(t.instances) + int(t.task_center) for t in config.targets)
-        print(f"configuration OK: {len(config.targets)} target(s), {lists} task list(s)")
+        found = sum(t.account_wide for t in config.targets)
+        print(
+            f"configuration OK: {len(config.targets)} target(s), {lists} task list(s)"
+            + (f", {found} account-wide (projects and instances found at start)" if found else "")
+            + (f", {len(warnings)} warning(s)" if warnings else "")
+        )
         return 0
+    for warning in warnings:
+        log.warning(f"configuration: {warning}")
 
     if args.probe:
         from exporter.probe.main import probe_main  # noqa: PLC0415 - loaded only when asked for

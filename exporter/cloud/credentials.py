@@ -288,7 +288,8 @@ class IamPassword(_Renewing):
     """An IAM user's password, exchanged for a project-scoped token (valid about 24 hours).
 
     The project is the target's: by ID when it is configured, else by name (the region), in
-    which case the token also tells the project ID.
+    which case the token also tells the project ID. An account-wide target's token is scoped
+    to the domain (`domain_scoped`): it lists the projects, each of which gets its own.
     """
 
     kind = "password"
@@ -306,9 +307,11 @@ class IamPassword(_Renewing):
         *,
         metrics: SelfMetrics | None = None,
         timeout: float = 10.0,
+        domain_scoped: bool = False,
     ) -> None:
         super().__init__(clock)
         register_secret(password)
+        self._domain_scoped = domain_scoped
         self._http = CredentialHttp(http, metrics, timeout)
         self._iam_url = iam_url.rstrip("/")
         self._user = user
@@ -322,10 +325,13 @@ class IamPassword(_Renewing):
         return self._project_id
 
     async def _fetch(self) -> tuple[httpx.Auth, float]:
-        scope: dict[str, Any] = (
+        by_project: dict[str, Any] = (
             {"id": self._project_id}
             if self._project_id
             else {"name": self._region, "domain": {"name": self._domain}}
+        )
+        scope: dict[str, Any] = (
+            {"domain": {"name": self._domain}} if self._domain_scoped else {"project": by_project}
         )
         body = {
             "auth": {
@@ -339,7 +345,7 @@ class IamPassword(_Renewing):
                         }
                     },
                 },
-                "scope": {"project": scope},
+                "scope": scope,
             }
         }
         try:

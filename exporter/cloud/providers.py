@@ -66,8 +66,9 @@ class ProviderCache:
             creds.user,
             creds.domain,
             creds.secret(),
-            tc.region,
+            tc.region or "",
             tc.project_id,
             metrics=self.metrics,
             timeout=self.timeout,
+            domain_scoped=tc.account_wide,  # lists the projects; each gets its own token
         )

@@ -2,7 +2,9 @@
 
 The file's schema (`schema`), its building blocks (`base`: strict models, cross-field checks,
 durations), the credential sources (`credentials`), reading a file (`loading`, over the YAML
-events of `yamlevents`), secrets (`secrets`). Everything the rest of the exporter uses is
+events of `yamlevents`), secrets (`secrets`), each cloud's regions (`regions`), account-wide
+targets' keys and patterns (`scopes`), and the warnings and hints of `--check-config`
+(`advice`). Everything the rest of the exporter uses is
 re-exported here (and pinned by tests/config/test_public_names.py), so callers import from
 `exporter.config` and never need to know which module holds a name.
 """
@@ -30,6 +32,8 @@ from exporter.config.loading import (
     MAX_CONFIG_BYTES,
     ConfigError,
     Problem,
+    check_config,
+    check_config_text,
     load_config,
     load_config_text,
 )
@@ -79,6 +83,8 @@ __all__ = [
     "Problem",
     "Service",
     "TargetConfig",
+    "check_config",
+    "check_config_text",
     "format_duration",
     "format_path",
     "load_config",

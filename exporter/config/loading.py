@@ -13,11 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, Tag, ValidationError
 
+from exporter.config.advice import service_hint, warnings_of
 from exporter.config.base import Loc, format_path
 from exporter.config.credentials import (
     CREDENTIAL_SOURCES,
@@ -33,19 +34,25 @@ from exporter.config.yamlevents import Fatal, Marks, read_yaml
 
 @dataclass(frozen=True)
 class Problem:
-    """One problem of a configuration file: where (file, 1-based line, key path) and what."""
+    """One problem of a configuration file: where (file, 1-based line, key path) and what.
+
+    A `warning` does not stop the exporter (see `exporter.config.advice`); it is written
+    `file:line: path: warning: what`.
+    """
 
     source: str
     line: int | None
     path: str
     message: str
     column: int | None = None
+    severity: Literal["error", "warning"] = "error"
 
     def __str__(self) -> str:
         where = f"{self.source}:{self.line}" if self.line else self.source
         if self.line and self.column:
             where += f":{self.column}"
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        what = f"warning: {self.message}" if self.severity == "warning" else self.message
+        return f"{where}: {self.path}: {what}" if self.path else f"{where}: {what}"
 
 
 class ConfigError(Exception):
@@ -163,10 +170,13 @@ def _unknown_key(loc: tuple[Any, ...]) -> str:
     return f"unknown key: did you mean {close[0]}?" if close else "unknown key"
 
 
-def _message(err: Mapping[str, Any]) -> str:
+def _message(err: Mapping[str, Any], value: Any = None) -> str:
     """The message of a pydantic error, never with the value: any value might be a secret
-    pasted into the wrong key (the line and the path say which value is meant)."""
+    pasted into the wrong key (the line and the path say which value is meant). `value`, the
+    raw value at the error, only chooses a hint naming a known value (`did you mean dcs?`)."""
     kind = err["type"]
+    if kind == "literal_error" and (hint := _service_hint(err, value)):
+        return f"{err['msg']}: {hint}"
     if kind == "extra_forbidden":
         return _unknown_key(tuple(err["loc"]))
     if kind == "missing":
@@ -177,6 +187,23 @@ def _message(err: Mapping[str, Any]) -> str:
     for prefix in ("Value error, ", "Assertion failed, "):
         msg = msg.removeprefix(prefix)
     return msg
+
+
+def _service_hint(err: Mapping[str, Any], value: Any) -> str | None:
+    loc = tuple(err["loc"])
+    at_service = loc[-1:] == ("service",) or loc[-2:-1] == ("services",)
+    return service_hint(value) if at_service else None
+
+
+def _value_at(data: Any, loc: tuple[Any, ...]) -> Any:
+    """The raw value at a cleaned path, or None."""
+    for part in loc:
+        in_map = isinstance(data, dict) and part in data
+        in_list = isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+        if not (in_map or in_list):
+            return None
+        data = data[part]
+    return data
 
 
 def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -196,6 +223,13 @@ def load_config_text(
     text: str, source: str = "config", env: Mapping[str, str] | None = None
 ) -> Config:
     """The configuration in `text`, or ConfigError with every problem found in it."""
+    return check_config_text(text, source, env)[0]
+
+
+def check_config_text(
+    text: str, source: str = "config", env: Mapping[str, str] | None = None
+) -> tuple[Config, list[Problem]]:
+    """The configuration in `text` and its warnings, or ConfigError with every error."""
     env = os.environ if env is None else env
 
     def fail(line: int | None, path: str, message: str) -> ConfigError:
@@ -228,10 +262,14 @@ def load_config_text(
         for err in exc.errors(include_url=False):
             loc = _clean_loc(tuple(err["loc"]))
             if loc not in reported:  # not again as invalid: reported as the unset variable
-                found.append((None, loc, _message(err)))
+                found.append((None, loc, _message(err, _value_at(doc.data, loc))))
     if not found:
         assert config is not None
-        return config
+        warnings = [
+            Problem(source, _line_of(doc.marks, loc), format_path(loc), what, severity="warning")
+            for loc, what in warnings_of(doc.data)
+        ]
+        return config, sorted(warnings, key=lambda p: p.line or 0)
     secrets = _secret_values(doc.data)
     details = []
     for line, loc, message in found:
@@ -245,6 +283,13 @@ def load_config_text(
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    return check_config(path, env)[0]
+
+
+def check_config(
+    path: str | Path, env: Mapping[str, str] | None = None
+) -> tuple[Config, list[Problem]]:
+    """The configuration in the file and its warnings, or ConfigError with every error."""
     path = Path(path)
     try:
         with path.open("rb") as f:
@@ -268,4 +313,4 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         raise ConfigError(
             [Problem(str(path), None, "", "the configuration file is not UTF-8 text")]
         ) from None
-    return load_config_text(text, source=str(path), env=env)
+    return check_config_text(text, source=str(path), env=env)

@@ -47,6 +47,8 @@ from exporter.config.credentials import (
     EnvCredentials,
     PasswordCredentials,
 )
+from exporter.config.regions import ACCOUNT_IAM
+from exporter.config.scopes import account_checks
 from exporter.config.secrets import (
     ENV_AK,
     ENV_SK,
@@ -105,6 +107,9 @@ class DiscoverConfig(StrictModel):
 
 
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+_REGION_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+# A shell-style pattern on a region or project name (`eu-*`, `ap-southeast-1_*`).
+Pattern = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.*?\[\]!-]+$")]
 
 
 class InstanceConfig(StrictModel):
@@ -113,10 +118,12 @@ class InstanceConfig(StrictModel):
     name: str = Field(default="", max_length=256)
 
 
-class TargetConfig(StrictModel):
-    """One region and project, with the instances to poll there."""
+class TargetConfig(CrossChecked):
+    """One region and project with the instances to poll there, or, without `region`, every
+    region and project the credentials can use (account-wide: each one's instances found by
+    discovery)."""
 
-    region: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    region: str | None = Field(default=None, pattern=_REGION_PATTERN)
     project_id: str | None = Field(default=None, pattern=_ID_PATTERN, max_length=128)
     cloud: Cloud = "huaweicloud"
     endpoints: Endpoints = Endpoints()
@@ -124,19 +131,52 @@ class TargetConfig(StrictModel):
     credentials: Credentials | None = None
     instances: list[InstanceConfig] = []
     discover: DiscoverConfig | None = None
+    # Account-wide targets only: shell-style patterns (`eu-*`) on region and project names.
+    regions: list[Pattern] = []
+    exclude_regions: list[Pattern] = []
+    projects: list[Pattern] = []
+    exclude_projects: list[Pattern] = []
 
     @model_validator(mode="after")
     def _something_to_poll(self) -> TargetConfig:
-        if not self.instances and not self.task_center and self.discover is None:
+        if (
+            self.region is not None
+            and not self.instances
+            and not self.task_center
+            and self.discover is None
+        ):
             raise ValueError(
                 "nothing to poll: list instances, set task_center: true, or discover instances"
             )
         return self
 
+    @classmethod
+    def cross_checks(cls, data: Mapping[str, Any], context: Any) -> list[tuple[Loc, str]]:
+        return account_checks(data)
+
+    @property
+    def account_wide(self) -> bool:
+        """Without a region: every project the credentials can use, found through IAM."""
+        return self.region is None
+
+    @property
+    def discovery(self) -> DiscoverConfig | None:
+        """The discovery rules: an account-wide target always discovers (all services by
+        default)."""
+        if self.discover is None and self.account_wide:
+            return DiscoverConfig()
+        return self.discover
+
     def endpoint(self, kind: Literal["dcs", "dms", "iam"]) -> str:
-        """The endpoint of a service: the configured one, else the cloud's for the region."""
+        """The endpoint of a service: the configured one (`{region}` in it replaced), else the
+        cloud's for the region; an account-wide target's IAM is the cloud's global one."""
         override = getattr(self.endpoints, kind)
-        return override or f"https://{kind}.{self.region}.{CLOUD_DOMAINS[self.cloud]}"
+        if self.region is None:
+            assert kind == "iam", "an account-wide target has no regional endpoint"
+            return override or ACCOUNT_IAM[self.cloud]
+        if override:
+            return str(override).replace("{region}", self.region)
+        return f"https://{kind}.{self.region}.{CLOUD_DOMAINS[self.cloud]}"
 
 
 DEFAULT_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)

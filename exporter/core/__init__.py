@@ -2,7 +2,8 @@
 
 What a task list is (`tasklists`), a task record read leniently (`tasks`) and what it
 changed in words (`change`), the counting rules (`counting`: window, merge, summary), which
-replica owns what (`sharding`) and what discovery found (`instances`). Everything here is a
+replica owns what (`sharding`), what discovery found (`instances`) and which of an account's
+projects an account-wide target covers (`projects`). Everything here is a
 function of its arguments, tested in-process in milliseconds.
 
 May import: the leaves (`exporter.config`, `exporter.text`). Nothing that talks to the

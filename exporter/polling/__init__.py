@@ -1,6 +1,7 @@
 """Polling and state: when each task list is read, how, and what is kept of it.
 
-The configured targets and the task lists they yield (`targets`), the paging dialects of the
+The configured targets and the task lists they yield (`targets`; an account-wide target is a
+Target per project its credentials can use: `account`), the paging dialects of the
 task-list APIs (`dialects`), the scheduling arithmetic (`schedule`), the poller that walks a
 poll through read, merge, commit and publish (`poller`), and the restart-safe SQLite state
 (`state`, with its file's schema and guards in `statefile`).

@@ -43,7 +43,9 @@ class Target:
 
     @property
     def region(self) -> str:
-        return self.config.region
+        region = self.config.region
+        assert region is not None, "a Target is one region: an account-wide one makes several"
+        return region
 
     @property
     def owner_key(self) -> str:
@@ -68,6 +70,13 @@ class Target:
 
     def describe(self) -> str:
         return f"targets[{self.index}] ({self.config.cloud} {self.region})"
+
+    def refresh_delay(self, poll_interval: float) -> float | None:
+        """When to refresh again: until the project is known, every poll interval; then at
+        each discovery interval, or never without discovery."""
+        if self.project_id is None:
+            return poll_interval
+        return self.config.discover.interval if self.config.discover is not None else None
 
     # -- refreshing -----------------------------------------------------------------------
 

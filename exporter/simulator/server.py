@@ -5,7 +5,8 @@ DCS and DMS serve `/v2/{project_id}/instances/{instance_id}/tasks` like the real
 for its own services, and `/v2/{project_id}/instances` (list instances); DCS also serves the
 task center `/v2/{project_id}/tasks`. Those requests must be signed with AK/SK or carry an IAM
 token (`X-Auth-Token`). IAM serves `POST /v3/auth/tokens` (password identity) and
-`GET /v3/projects`; the metadata listener serves the ECS metadata token step and
+`GET /v3/projects` and `GET /v3/auth/projects` (every project, sub-projects with their
+region's project as parent); the metadata listener serves the ECS metadata token step and
 `/openstack/latest/securitykey` (temporary credentials). `/_sim/...` is an unsigned admin API
 for tests and demos on every listener (see `_admin`).
 """
@@ -402,6 +403,35 @@ class _Handler(BaseHTTPRequestHandler):
             self._take_faults("")
             self._issue_token(body)
             return
+        if method == "GET" and route == "/v3/auth/projects":
+            access_key = self._authenticate(method, path, raw_query, body, None)
+            if access_key != "token" and not world.options.iam_auth_projects_signed:
+                raise _iam_error(
+                    401, "IAM.0001", "The request you have made requires authentication."
+                )
+            self._take_faults("")
+            listed = [
+                {
+                    "id": pid,
+                    "name": pname,
+                    "domain_id": world.domain_id,
+                    "parent_id": parent,
+                    "is_domain": False,
+                    "enabled": True,
+                    "description": "",
+                    "links": {"self": f"{self._base_url()}/v3/projects/{pid}"},
+                }
+                for pname, pid, parent in world.project_listing()
+            ]
+            self._access_key = access_key
+            self._send_json(
+                200,
+                {
+                    "projects": listed,
+                    "links": {"self": f"{self._base_url()}{path}", "previous": None, "next": None},
+                },
+            )
+            return
         if method == "GET" and route == "/v3/projects":
             access_key = self._authenticate(method, path, raw_query, body, None)
             self._take_faults("")
@@ -447,6 +477,9 @@ class _Handler(BaseHTTPRequestHandler):
             user = identity["password"]["user"]
             user_name, password = user["name"], user["password"]
             domain = user["domain"]["name"]
+            if "domain" in auth["scope"]:  # a domain-scoped token: lists projects, no more
+                self._issue_domain_token(domain, user_name, password, auth["scope"]["domain"])
+                return
             project = auth["scope"]["project"]
             scope_id, scope_name = project.get("id"), project.get("name")
             scope_domain = project.get("domain", {}).get("name")
@@ -491,6 +524,32 @@ class _Handler(BaseHTTPRequestHandler):
                     "domain": domain_ref,
                     "password_expires_at": "",
                 },
+            }
+        }
+        self._send_json(201, answer, {"X-Subject-Token": token})
+
+    def _issue_domain_token(self, domain: str, user_name: Any, password: Any, scope: Any) -> None:
+        world = self.server.world
+        if not (
+            isinstance(user_name, str)
+            and isinstance(password, str)
+            and isinstance(scope, dict)
+            and scope.get("name") == domain
+        ):
+            raise _iam_error(400, "IAM.0011", "Request body is invalid.")
+        with world.lock:
+            if world.iam_users.get((domain, user_name)) != password:
+                raise _iam_error(401, "IAM.0004", "The username or password is wrong.")
+            token, expires_at = world.issue_token(domain, user_name, "")
+            issued_at = world.tokens[token].issued_at
+        answer = {
+            "token": {
+                "expires_at": format_expiry(expires_at),
+                "issued_at": format_expiry(issued_at),
+                "methods": ["password"],
+                "catalog": [],
+                "domain": {"id": world.domain_id, "name": domain},
+                "user": {"name": user_name, "domain": {"id": world.domain_id, "name": domain}},
             }
         }
         self._send_json(201, answer, {"X-Subject-Token": token})
@@ -600,7 +659,8 @@ class _Handler(BaseHTTPRequestHandler):
         """Unsigned control API: `GET /_sim/state`, `POST /_sim/instances`,
         `POST|DELETE /_sim/instances/{id}`, `POST /_sim/tasks`, `POST /_sim/tasks/{id}`,
         `POST|DELETE /_sim/faults`, `POST /_sim/options`, `POST /_sim/churn`,
-        `GET|DELETE /_sim/requests`, `POST /_sim/iam/users`, `POST /_sim/projects`."""
+        `GET|DELETE /_sim/requests`, `POST /_sim/iam/users`, `POST /_sim/projects`,
+        `DELETE /_sim/projects/{name}`."""
         world = self.server.world
         try:
             data = json.loads(body) if body else {}
@@ -652,7 +712,10 @@ def admin_call(
         with world.lock:
             world.advance()
             return {
-                "instances": [vars(i) for i in world.instances.values()],
+                "instances": [
+                    {k: v for k, v in vars(i).items() if k != "raw"}
+                    for i in world.instances.values()
+                ],
                 "tasks": [_task_json(t) for t in world.tasks.values()],
                 "options": vars(world.options),
                 "faults": [dict(vars(f)) for f in world.faults],
@@ -680,6 +743,9 @@ def admin_call(
         return {"ok": True}
     if method == "POST" and path == "/_sim/projects":
         world.add_project(data["name"], data["id"])
+        return {"ok": True}
+    if method == "DELETE" and path.startswith("/_sim/projects/"):
+        world.remove_project(path.rsplit("/", 1)[1])
         return {"ok": True}
     if method == "DELETE" and path.startswith("/_sim/instances/"):
         world.remove_instance(path.rsplit("/", 1)[1])

@@ -234,18 +234,26 @@ class SimInstance:
     engine_version: str = ""
     status: str = "RUNNING"
     tags: dict[str, str] = field(default_factory=dict)
+    # Fields of the listing overridden as given (MISSING removes one), like `SimTask.raw`.
+    raw: dict[str, Any] = field(default_factory=dict)
 
     def listing(self) -> dict[str, Any]:
-        """The instance as the list-instances APIs show it."""
-        return {
+        """The instance as the list-instances APIs show it (fields the SDKs' models declare:
+        the listing names no project)."""
+        body: dict[str, Any] = {
             "instance_id": self.id,
             "name": self.name,
             "engine": LIST_ENGINES[self.service],
             "engine_version": self.engine_version,
             "status": self.status,
-            "project_id": self.project_id,
             "tags": [{"key": k, "value": v} for k, v in self.tags.items()],
         }
+        for key, value in self.raw.items():
+            if value is MISSING:
+                body.pop(key, None)
+            else:
+                body[key] = value
+        return body
 
 
 @dataclass
@@ -344,6 +352,8 @@ class Options:
     # List-instances page sizes: DCS `limit` 1..1000, DMS `limit` 1..50.
     dcs_list_max_limit: int = 1000
     dms_list_max_limit: int = 50
+    # Whether IAM's `GET /v3/auth/projects` takes AK/SK signatures (the docs show a token).
+    iam_auth_projects_signed: bool = True
 
 
 FaultKind = Literal[
@@ -372,6 +382,9 @@ class Fault:
     latency: float = 0.0
     status: int = 500
     retry_after: float | None = None
+    # Only the projects of one region (the region project and its sub-projects), as when a
+    # region's endpoints fail.
+    region: str | None = None
     id: int = 0
 
     def matches(
@@ -463,6 +476,26 @@ class World:
     def add_project(self, name: str, project_id: str) -> None:
         with self.lock:
             self.projects[name] = project_id
+
+    def remove_project(self, name: str) -> None:
+        with self.lock:
+            self.projects.pop(name, None)
+
+    def project_region(self, project_id: str) -> str | None:
+        """The region of a project: `eu-de` for `eu-de` and for its sub-project `eu-de_x`."""
+        name = self.project_name(project_id)
+        return None if name is None else name.split("_", 1)[0]
+
+    def project_listing(self) -> list[tuple[str, str, str]]:
+        """(name, ID, parent ID) of every project, as IAM's project lists show them: a
+        sub-project's parent is its region's project, a region project's is the domain."""
+        with self.lock:
+            out = []
+            for name, pid in self.projects.items():
+                region = name.split("_", 1)[0]
+                parent = self.projects.get(region, self.domain_id) if region != name else None
+                out.append((name, pid, parent or self.domain_id))
+            return out
 
     def project_name(self, project_id: str) -> str | None:
         with self.lock:
@@ -753,6 +786,8 @@ class World:
         with self.lock:
             for fault in list(self.faults):
                 if not fault.matches(listener, project_id, instance_id, listing):
+                    continue
+                if fault.region is not None and self.project_region(project_id) != fault.region:
                     continue
                 if fault.kind == "latency":
                     latency += fault.latency

@@ -200,7 +200,7 @@ def test_check_config_prints_one_line_per_problem_and_exits_2(tmp_path: Path) ->
     assert "Traceback" not in run.stderr
     assert run.stderr.splitlines() == [
         f"{path}:6: targets[0].instances[0].service: Input should be 'dcs', 'kafka', "
-        "'rabbitmq' or 'rocketmq'",
+        "'rabbitmq' or 'rocketmq': did you mean dcs? (Redis and Memcached instances are DCS)",
         f"{path}:7: poll_interval: invalid duration: use a number and a unit (ms, s, m, h, d, w)",
         f"{path}:8: foo: unknown key",
         "3 problem(s) in the configuration",
