@@ -30,6 +30,7 @@ from exporter.telemetry.selfmetrics import SelfMetrics
 from exporter.web.metrics import MetricsApp
 from exporter.web.routes import Router
 from exporter.web.server import HttpServer
+from exporter.web.webwatch import WebConfigWatcher
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ class Exporter:
             poller.note_activity()
             self._apply(poller, sources)
 
-    async def serve(self, listen_address: str) -> None:
+    async def serve(self, listen_address: str, web: WebConfigWatcher | None = None) -> None:
         """Serve until SIGTERM or SIGINT; polls in flight are cancelled (nothing half-counted)."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -194,7 +195,9 @@ class Exporter:
                 return poller.healthy()
 
             server = HttpServer(
-                Router(self.metrics_app, self.snapshots, healthy, poller.ready), listen_address
+                Router(self.metrics_app, self.snapshots, healthy, poller.ready),
+                listen_address,
+                web_config=web,
             )
             server.start()
             log.info(
@@ -203,6 +206,7 @@ class Exporter:
                     "fields": {
                         "address": listen_address,
                         "port": server.port,
+                        "tls": web is not None and web.tls,
                         "sources": len(sources),
                         "poll_interval": self.config.poll_interval,
                     }

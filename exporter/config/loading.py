@@ -151,8 +151,9 @@ def _scalar(event: yaml.ScalarEvent, line: int, path: Loc) -> Any:
 _MERGE = object()  # the `<<` key
 
 
-def _read_yaml(text: str, env: Mapping[str, str]) -> _Document:
-    """The single document in `text`, with marks and the problems found on the way.
+def _read_yaml(text: str, env: Mapping[str, str], *, expand: bool = True) -> _Document:
+    """The single document in `text`, with marks and the problems found on the way
+    (`${VAR}` expanded from `env` unless `expand` is false).
 
     Raises yaml.YAMLError for syntax errors, _Fatal for files that are too deep, too large
     after alias expansion, or use features that are not plain data.
@@ -184,7 +185,8 @@ def _read_yaml(text: str, env: Mapping[str, str]) -> _Document:
                 else:
                     value, marks, size = _scalar(event, line, path), None, 1
                     if (
-                        isinstance(value, str)
+                        expand
+                        and isinstance(value, str)
                         and "$" in value
                         and (top is None or top.key is not _NO_KEY or isinstance(top.value, list))
                     ):
@@ -480,6 +482,33 @@ def load_config_text(
         details.append(Problem(source, line or _line_of(doc.marks, loc), path, what))
     details.sort(key=lambda p: p.line or 0)
     raise ConfigError(details)
+
+
+def read_yaml_document(text: str, source: str) -> tuple[Any, Marks]:
+    """Another file's YAML (the web config), read as carefully as the configuration: one
+    document, bounded, duplicate keys refused, no `${VAR}` expansion; ConfigError otherwise.
+    `line_of(marks, loc)` then gives the line of a key."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError([Problem(source, None, "", "the file is larger than 16 MiB")])
+    try:
+        doc = _read_yaml(text, {}, expand=False)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        raise ConfigError(
+            [Problem(source, line, "", f"not valid YAML: {problem}", column)]
+        ) from None
+    except _Fatal as exc:
+        raise ConfigError([Problem(source, exc.line, format_path(exc.path), exc.message)]) from None
+    if doc.problems:
+        raise ConfigError(
+            [Problem(source, line, format_path(loc), what) for line, loc, what in doc.problems]
+        )
+    return doc.data, doc.marks
+
+
+line_of = _line_of
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
