@@ -223,15 +223,17 @@ def parse_web_config(text: str, source: str) -> tuple[WebConfig, Any]:
     if not isinstance(data, dict):
         problems.add((), "must be a mapping of keys to values")
         raise ConfigError(problems.found)
+    _check_users(data.get("basic_auth_users"), problems)
+    http = data.get("http_server_config")
+    _check_headers(http.get("headers") if isinstance(http, dict) else None, problems)
     try:
         config = WebConfig.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("[")))
             problems.add(loc, _message(err, _model_of(loc)))
+        problems.found.sort(key=lambda p: p.line or 0)
         raise ConfigError(_scrubbed(problems.found, data)) from None
-    _check_users(config, problems)
-    _check_headers(config, problems)
     tls = config.tls_server_config
     if tls.enabled:
         where = ("tls_server_config",)
@@ -271,6 +273,7 @@ def parse_web_config(text: str, source: str) -> tuple[WebConfig, Any]:
         if TLS_VERSIONS[tls.min_version] > TLS_VERSIONS[tls.max_version]:
             problems.add((*where, "min_version"), "is above max_version")
     if problems.found:
+        problems.found.sort(key=lambda p: p.line or 0)
         raise ConfigError(_scrubbed(problems.found, data))
     return config, marks
 
@@ -291,11 +294,15 @@ def _scrubbed(found: list[Problem], data: Any) -> list[Problem]:
     return out
 
 
-def _check_users(config: WebConfig, problems: _Problems) -> None:
-    users = config.basic_auth_users
+def _check_users(users: Any, problems: _Problems) -> None:
+    """What the model cannot say about `basic_auth_users` (its shape is the model's)."""
+    if not isinstance(users, dict):
+        return
     if len(users) > MAX_USERS:
         problems.add(("basic_auth_users",), f"more than {MAX_USERS} users")
     for user, hashed in users.items():
+        if not isinstance(user, str) or not isinstance(hashed, str):
+            continue
         loc = ("basic_auth_users", user)
         if not user or ":" in user or _CONTROL.search(user) or len(user) > 256:
             problems.add(
@@ -309,8 +316,12 @@ def _check_users(config: WebConfig, problems: _Problems) -> None:
             )
 
 
-def _check_headers(config: WebConfig, problems: _Problems) -> None:
-    for name, value in config.http_server_config.headers.items():
+def _check_headers(headers: Any, problems: _Problems) -> None:
+    if not isinstance(headers, dict):
+        return
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            continue
         loc = ("http_server_config", "headers", name)
         if name not in HEADERS:
             problems.add(loc, "this header cannot be configured (only " + ", ".join(HEADERS) + ")")
