@@ -30,16 +30,16 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def make_ca_and_server_cert(
-    directory: Path, hostnames: list[str], ips: list[str]
+    directory: Path, hostnames: list[str], ips: list[str], days: int = 3
 ) -> tuple[Path, Path, Path]:
     """Write `ca.pem`, `server.pem` and `server-key.pem` into `directory`; return their paths.
 
     The server certificate names every hostname and IP address as a SAN; both certificates
-    are valid from an hour ago for three days.
+    are valid from an hour ago for `days` days (three by default).
     """
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.now(timezone.utc)
-    not_before, not_after = now - timedelta(hours=1), now + timedelta(days=3)
+    not_before, not_after = now - timedelta(hours=1), now + timedelta(days=days)
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("Test CA")
