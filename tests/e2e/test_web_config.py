@@ -30,7 +30,15 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import HttpCredentials, Page, Response, sync_playwright
 
 from tests.certs import make_ca_and_server_cert
-from tests.conftest import ROOT, ExporterProcess, Sim, config_doc, instance_entry, write_config
+from tests.conftest import (
+    ROOT,
+    ExporterProcess,
+    Sim,
+    config_doc,
+    instance_entry,
+    run_cli,
+    write_config,
+)
 
 Start = Callable[..., ExporterProcess]
 PASSWORD = "e2e-scrape-password-5b2c"
@@ -310,3 +318,32 @@ def test_the_landing_page_in_chromium_asks_for_credentials_and_shows_nothing_bef
             context.close()
         finally:
             browser.close()
+
+
+def test_a_broken_web_config_stops_the_exporter_at_start_with_every_problem(
+    tmp_path: Path,
+) -> None:
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
+    web = tmp_path / "web.yml"
+    web.write_text(
+        "tls_server_config:\n  cert_file: missing.pem\n  key_file: missing-key.pem\n"
+        f"basic_auth_users:\n  alice: {hashed}\n  bob: plain-text-password\n"
+    )
+    run = run_cli("--demo", f"--web.config.file={web}", "--check-config")
+    assert run.rc == 2
+    lines = run.stderr.splitlines()
+    assert f"{web}:6: basic_auth_users.bob: not a bcrypt hash" in lines[0]
+    assert lines[-1] == "1 problem(s) in the configuration"
+    assert "plain-text-password" not in run.stderr
+    assert hashed not in run.stderr
+    # Once the file is right, the missing files are what is left, then a valid file passes.
+    web.write_text(web.read_text().replace("plain-text-password", hashed))
+    run = run_cli("--demo", f"--web.config.file={web}", "--check-config")
+    assert run.rc == 2
+    assert f"{web}:2: tls_server_config.cert_file: cannot read" in run.stderr
+    make_ca_and_server_cert(tmp_path, ["localhost"], [])
+    web.write_text(
+        web.read_text().replace("missing.pem", "server.pem").replace("missing-key", "server-key")
+    )
+    run = run_cli("--demo", f"--web.config.file={web}", "--check-config")
+    assert run.rc == 0, run.stderr
