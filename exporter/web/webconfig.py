@@ -143,10 +143,6 @@ class WebSettings:
     files: tuple[Path, ...]
     digest: str
 
-    @classmethod
-    def plain(cls) -> WebSettings:
-        return cls(None, None, {}, (), (), "")
-
 
 class _Problems:
     def __init__(self, source: str, marks: Any) -> None:
