@@ -240,7 +240,11 @@ def test_prometheus_scrapes_over_tls_with_basic_auth_and_a_rotated_certificate(
     assert exporter.proc.poll() is None  # the same process
     assert _https(port, "/metrics", new_ca)[0] == 200
     assert "web config reloaded" in exporter.output
-    assert PASSWORD not in exporter.output
+    web = (pki / "web.yml").read_text()
+    hashed = web.split("prometheus: ", 1)[1].strip()
+    assert hashed.startswith("$2b$")
+    for secret in (PASSWORD, hashed):
+        assert secret not in exporter.output
 
 
 def _settled_content(page: Page) -> str:

@@ -248,3 +248,42 @@ def test_a_missing_web_config_file_says_so(tmp_path: Path) -> None:
     assert found == f"{tmp_path / 'absent.yml'}: cannot read the web config file: " + (
         "No such file or directory"
     )
+
+
+@pytest.mark.parametrize(
+    ("policy", "mode"),
+    [
+        ("NoClientCert", ssl.CERT_NONE),
+        ("RequestClientCert", ssl.CERT_NONE),  # a certificate nothing would check: not asked
+        ("VerifyClientCertIfGiven", ssl.CERT_OPTIONAL),
+        ("RequireAndVerifyClientCert", ssl.CERT_REQUIRED),
+    ],
+)
+def test_client_auth_types_map_to_what_openssl_enforces(
+    pki: Path, policy: str, mode: ssl.VerifyMode
+) -> None:
+    ca = "  client_ca_file: client-ca.pem\n" if "Verify" in policy else ""
+    path = write(
+        pki,
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n"
+        f"  client_auth_type: {policy}\n{ca}",
+    )
+    settings = load_web_settings(path)
+    assert settings.tls is not None
+    assert settings.tls.verify_mode == mode
+    if ca:
+        assert len(settings.tls.get_ca_certs()) == 1
+
+
+def test_an_inline_client_ca_is_taken(pki: Path) -> None:
+    pem = (pki / "client-ca.pem").read_text()
+    inline = "\n".join("    " + line for line in pem.splitlines())
+    path = write(
+        pki,
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n"
+        "  client_auth_type: RequireAndVerifyClientCert\n"
+        f"  client_ca: |\n{inline}\n",
+    )
+    settings = load_web_settings(path)
+    assert settings.tls is not None
+    assert len(settings.tls.get_ca_certs()) == 1
