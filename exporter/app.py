@@ -31,6 +31,7 @@ from exporter.telemetry.selfmetrics import SelfMetrics
 from exporter.web.metrics import MetricsApp
 from exporter.web.routes import Router
 from exporter.web.server import HttpServer
+from exporter.web.webwatch import WebConfigWatcher
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ class Exporter:
             poller.note_activity()
             self._apply(poller, targets)
 
-    async def serve(self, listen_address: str) -> None:
+    async def serve(self, listen_address: str, web: WebConfigWatcher | None = None) -> None:
         """Serve until SIGTERM or SIGINT; polls in flight are cancelled (nothing half-counted)."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -178,7 +179,9 @@ class Exporter:
                 return poller.healthy()
 
             server = HttpServer(
-                Router(self.metrics_app, self.snapshots, healthy, poller.ready), listen_address
+                Router(self.metrics_app, self.snapshots, healthy, poller.ready),
+                listen_address,
+                web_config=web,
             )
             server.start()
             log.info(
@@ -187,6 +190,7 @@ class Exporter:
                     "fields": {
                         "address": listen_address,
                         "port": server.port,
+                        "tls": web is not None and web.tls,
                         "sources": len(targets),
                         "poll_interval": self.config.poll_interval,
                     }

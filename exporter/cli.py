@@ -18,6 +18,7 @@ from exporter.core.sharding import parse_shard
 from exporter.polling.state import StateError
 from exporter.telemetry.logs import LEVELS, setup_logging
 from exporter.web.http import parse_listen_address
+from exporter.web.webwatch import WebConfigWatcher
 
 DEFAULT_PORT = 10418
 log = logging.getLogger("exporter")
@@ -38,6 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=f":{DEFAULT_PORT}",
         metavar="[HOST]:PORT",
         help=f"address for /metrics, / and /healthz (default :{DEFAULT_PORT})",
+    )
+    p.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="PATH",
+        help="TLS and basic authentication: the Prometheus exporter-toolkit's web config "
+        "file, re-read when it changes",
     )
     p.add_argument("--log.level", dest="log_level", choices=list(LEVELS), default="info")
     p.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"], default="logfmt")
@@ -127,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
 
     try:
+        web = WebConfigWatcher(args.web_config_file) if args.web_config_file else None
         config, warnings, demo = _load(args)
     except ConfigError as exc:
         for line in exc.problems:
@@ -176,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()
             return 0 if ok else 1
         try:
-            asyncio.run(exporter.serve(args.listen_address))
+            asyncio.run(exporter.serve(args.listen_address, web))
         except OSError as exc:
             log.error(f"cannot listen on {args.listen_address}: {exc.strerror or exc}")
             return 1

@@ -30,16 +30,16 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def make_ca_and_server_cert(
-    directory: Path, hostnames: list[str], ips: list[str]
+    directory: Path, hostnames: list[str], ips: list[str], days: int = 3
 ) -> tuple[Path, Path, Path]:
     """Write `ca.pem`, `server.pem` and `server-key.pem` into `directory`; return their paths.
 
     The server certificate names every hostname and IP address as a SAN; both certificates
-    are valid from an hour ago for three days.
+    are valid from an hour ago for `days` days (three by default).
     """
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.now(timezone.utc)
-    not_before, not_after = now - timedelta(hours=1), now + timedelta(days=3)
+    not_before, not_after = now - timedelta(hours=1), now + timedelta(days=days)
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("Test CA")
@@ -117,3 +117,42 @@ def make_ca_and_server_cert(
     key_path.write_bytes(_pem_key(server_key))
     key_path.chmod(0o600)
     return ca_path, cert_path, key_path
+
+
+def make_client_cert(directory: Path, san: str = "scraper.example") -> tuple[Path, Path, Path]:
+    """Write `client-ca.pem`, `client.pem` and `client-key.pem` (a CA of their own, a client
+    certificate for TLS client authentication with `san` as its DNS name); return their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name("Test client CA")
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=3))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(san))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=3))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = directory / "client-ca.pem", directory / "client.pem", directory / "client-key.pem"
+    paths[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(_pem_key(key))
+    return paths

@@ -29,7 +29,7 @@ from exporter.config.credentials import (
 )
 from exporter.config.schema import Config
 from exporter.config.secrets import SECRET_FIELDS
-from exporter.config.yamlevents import Fatal, Marks, read_yaml
+from exporter.config.yamlevents import Document, Fatal, Marks, read_yaml
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def _secret_values(node: Any) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
-def _line_of(marks: Marks, loc: tuple[Any, ...]) -> int:
+def line_of(marks: Marks, loc: tuple[Any, ...]) -> int:
     """The 1-based line of the key or item at `loc`, or of its nearest parent in the file."""
     line = 1
     node: Any = marks
@@ -219,6 +219,36 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(out)
 
 
+def _read(text: str, source: str, env: Mapping[str, str], *, expand: bool) -> Document:
+    """The YAML document in `text`, or ConfigError for a file too large, not YAML, or not
+    plain bounded data."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError([Problem(source, None, "", "the file is larger than 16 MiB")])
+    try:
+        return read_yaml(text, env, expand=expand)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        raise ConfigError(
+            [Problem(source, line, "", f"not valid YAML: {problem}", column)]
+        ) from None
+    except Fatal as exc:
+        raise ConfigError([Problem(source, exc.line, format_path(exc.path), exc.message)]) from None
+
+
+def read_yaml_document(text: str, source: str) -> tuple[Any, Marks]:
+    """Another file's YAML (the web config), read as carefully as the configuration: one
+    document, bounded, duplicate keys refused, no `${VAR}` expansion; ConfigError otherwise.
+    `line_of(marks, loc)` then gives the line of a key."""
+    doc = _read(text, source, {}, expand=False)
+    if doc.problems:
+        raise ConfigError(
+            [Problem(source, line, format_path(loc), what) for line, loc, what in doc.problems]
+        )
+    return doc.data, doc.marks
+
+
 def load_config_text(
     text: str, source: str = "config", env: Mapping[str, str] | None = None
 ) -> Config:
@@ -235,19 +265,7 @@ def check_config_text(
     def fail(line: int | None, path: str, message: str) -> ConfigError:
         return ConfigError([Problem(source, line, path, message)])
 
-    if len(text) > MAX_CONFIG_BYTES:
-        raise fail(None, "", "the file is larger than 16 MiB")
-    try:
-        doc = read_yaml(text, env)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        raise ConfigError(
-            [Problem(source, line, "", f"not valid YAML: {problem}", column)]
-        ) from None
-    except Fatal as exc:
-        raise fail(exc.line, format_path(exc.path), exc.message) from None
+    doc = _read(text, source, env, expand=True)
     if doc.data is None:
         raise fail(None, "", "the file is empty")
     if not isinstance(doc.data, dict):
@@ -266,7 +284,7 @@ def check_config_text(
     if not found:
         assert config is not None
         warnings = [
-            Problem(source, _line_of(doc.marks, loc), format_path(loc), what, severity="warning")
+            Problem(source, line_of(doc.marks, loc), format_path(loc), what, severity="warning")
             for loc, what in warnings_of(doc.data)
         ]
         return config, sorted(warnings, key=lambda p: p.line or 0)
@@ -277,7 +295,7 @@ def check_config_text(
         for secret in secrets:
             scrubbed = scrubbed.replace(secret, "<redacted>")
         path, what = scrubbed.split("\0", 1)
-        details.append(Problem(source, line or _line_of(doc.marks, loc), path, what))
+        details.append(Problem(source, line or line_of(doc.marks, loc), path, what))
     details.sort(key=lambda p: p.line or 0)
     raise ConfigError(details)
 

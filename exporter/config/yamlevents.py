@@ -102,8 +102,9 @@ def _scalar(event: yaml.ScalarEvent, line: int, path: Loc) -> Any:
 class _Reader:
     """One pass over the parser's events, one method per kind of event."""
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(self, env: Mapping[str, str], expand: bool) -> None:
         self.env = env
+        self.expand = expand  # `${VAR}` from `env`
         self.problems: list[tuple[int | None, Loc, str]] = []
         self.anchors: dict[str, tuple[Any, Marks, int]] = {}
         self.stack: list[_Node] = []
@@ -163,7 +164,8 @@ class _Reader:
         else:
             value, marks, size = _scalar(event, line, path), None, 1
             if (
-                isinstance(value, str)
+                self.expand
+                and isinstance(value, str)
                 and "$" in value
                 and (top is None or top.key is not _NO_KEY or isinstance(top.value, list))
             ):
@@ -249,13 +251,14 @@ class _Reader:
         top.merge = False
 
 
-def read_yaml(text: str, env: Mapping[str, str]) -> Document:
-    """The single document in `text`, with marks and the problems found on the way.
+def read_yaml(text: str, env: Mapping[str, str], *, expand: bool = True) -> Document:
+    """The single document in `text`, with marks and the problems found on the way
+    (`${VAR}` expanded from `env` unless `expand` is false).
 
     Raises yaml.YAMLError for syntax errors, `Fatal` for files that are too deep, too large
     after alias expansion, or use features that are not plain data.
     """
-    return _Reader(env).read(text)
+    return _Reader(env, expand).read(text)
 
 
 _VAR_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

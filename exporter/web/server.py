@@ -15,12 +15,14 @@ import logging
 import queue
 import selectors
 import socket
+import ssl
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from exporter.web.auth import Verdict
 from exporter.web.http import (
     MAX_HEAD_BYTES,
     OVERLOADED,
@@ -34,6 +36,8 @@ from exporter.web.http import (
     simple_response,
     wsgi_environ,
 )
+from exporter.web.tls import TLS_CHUNK, handshake, peer_sans_allowed, raw_peek, wrap
+from exporter.web.webwatch import WebConfigWatcher
 from exporter.web.wsgi import Environ, StartResponse
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,8 @@ class _Conn:
         "peer",
         "pending",
         "sock",
+        "tls",
+        "want",
     )
 
     def __init__(self, sock: socket.socket, peer: Any, deadline: float) -> None:
@@ -66,6 +72,8 @@ class _Conn:
         self.pending: deque[bytes] = deque()  # the response's further pieces, sent in order
         self.close_after = False
         self.events = 0  # what the selector watches for
+        self.tls = 0  # 0 plain, 1 TLS handshake under way, 2 TLS established
+        self.want = 0  # TLS: a read that waits for room to write (EVENT_WRITE)
 
     @property
     def waiting(self) -> bool:
@@ -73,7 +81,7 @@ class _Conn:
         return not self.busy and self.out is None and not self.buf
 
 
-_Job = tuple[float, _Conn, Request] | None  # queued at; None: stop
+_Job = tuple[float, _Conn, Request, bool] | None  # queued at, ..., bcrypt first; None: stop
 
 
 class HttpServer:
@@ -91,7 +99,9 @@ class HttpServer:
       polls skip slots at 1,000 task lists; with one, none); each connection has at most one
       request queued, a request whose client left is dropped unrun, one queued over
       `queue_timeout` gets a 503;
-    - HEAD is GET without the body, for every path.
+    - HEAD is GET without the body, for every path;
+    - a web config (`web_config`) adds TLS (handshakes within `header_timeout`, never
+      blocking) and basic auth on every path (new credentials checked off the scrape lane).
     """
 
     def __init__(
@@ -106,6 +116,7 @@ class HttpServer:
         idle_timeout: float = 120.0,
         write_timeout: float = 30.0,
         backlog: int = 1024,
+        web_config: WebConfigWatcher | None = None,
     ) -> None:
         host, port = parse_listen_address(address)
         host = host or "0.0.0.0"  # noqa: S104 - ':PORT' means every interface, as in Prometheus
@@ -115,6 +126,7 @@ class HttpServer:
         self.header_timeout = header_timeout
         self.idle_timeout = idle_timeout
         self.write_timeout = write_timeout
+        self.web = web_config
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._listener = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -153,6 +165,8 @@ class HttpServer:
         return int(self._listener.getsockname()[1])
 
     def start(self) -> None:
+        if self.web is not None:
+            self.web.start()
         for worker in self._workers:
             worker.start()
         self.thread.start()
@@ -170,6 +184,8 @@ class HttpServer:
         for worker in self._workers:
             if worker.is_alive():
                 worker.join(5)
+        if self.web is not None:
+            self.web.stop()
 
     # -- selector thread ------------------------------------------------------------------
 
@@ -183,10 +199,13 @@ class HttpServer:
                     elif key.data == "wake":
                         self._drain_wake()
                     elif isinstance(key.data, _Conn) and key.data in self._conns:
-                        if mask & selectors.EVENT_WRITE:
-                            self._flush(key.data)
-                        else:
-                            self._read(key.data)
+                        conn = key.data
+                        if conn.tls == 1:
+                            self._handshake(conn)
+                        elif conn.out is not None:  # a response is being written
+                            self._flush(conn)
+                        elif mask & selectors.EVENT_READ or conn.want:
+                            self._read(conn)
                 now = time.monotonic()
                 if now >= next_sweep:
                     self._sweep(now)
@@ -236,16 +255,43 @@ class HttpServer:
                     self._accept_paused_until = time.monotonic() + 0.5
                 return
             sock.setblocking(False)
+            context = self.web.current.tls if self.web is not None else None
             if len(self._conns) >= self.max_connections and not self._evict_one():
-                with contextlib.suppress(OSError):
-                    sock.send(OVERLOADED)
+                if context is None:  # a TLS client would read plain text as garbage
+                    with contextlib.suppress(OSError):
+                        sock.send(OVERLOADED)
                 sock.close()
                 continue
             with contextlib.suppress(OSError):  # small responses: no Nagle delay
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                sock = wrap(context, sock)
+            except OSError:
+                continue
+            # The deadline covers a TLS handshake too: stalling it is trickling a request head.
             conn = _Conn(sock, peer, time.monotonic() + self.header_timeout)
             self._conns.add(conn)
             self._watch(conn, selectors.EVENT_READ)
+            if context is not None:
+                conn.tls = 1
+                self._handshake(conn)
+
+    def _handshake(self, conn: _Conn) -> None:
+        """One non-blocking step of a TLS handshake; then the request as for plain HTTP."""
+        assert isinstance(conn.sock, ssl.SSLSocket)
+        step = handshake(conn.sock)
+        sans = self.web.current.allowed_sans if self.web is not None else None
+        if step is None and sans is not None and not peer_sans_allowed(conn.sock, sans):
+            log.info("http: a client certificate without an allowed SAN was refused")
+            step = -1
+        if step is None:
+            conn.tls = 2
+            self._watch(conn, selectors.EVENT_READ)
+            self._read(conn)  # the request may have come with the handshake's last flight
+        elif step < 0:
+            self._close(conn)
+        else:
+            self._watch(conn, step)
 
     def _evict_one(self) -> bool:
         """Make room: close a connection its client has closed already (whose end of file
@@ -253,7 +299,7 @@ class HttpServer:
         idle = []
         for conn in [c for c in self._conns if c.waiting]:
             try:
-                pending = conn.sock.recv(1, socket.MSG_PEEK)
+                pending = raw_peek(conn.sock)
             except (BlockingIOError, InterruptedError):
                 idle.append(conn)
                 continue
@@ -268,9 +314,19 @@ class HttpServer:
         return True
 
     def _read(self, conn: _Conn) -> None:
+        if conn.want:
+            conn.want = 0
+            self._watch(conn, selectors.EVENT_READ)
         try:
             data = conn.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
+            if conn.tls:  # the rest of a TLS record already read off the socket
+                while conn.sock.pending() and len(data) <= MAX_HEAD_BYTES:  # type: ignore[attr-defined]
+                    data += conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+            return
+        except ssl.SSLWantWriteError:
+            conn.want = selectors.EVENT_WRITE
+            self._watch(conn, selectors.EVENT_WRITE)
             return
         except OSError:
             self._close(conn)
@@ -311,9 +367,16 @@ class HttpServer:
             self._respond(conn, simple_response(exc.status, exc.status[4:].lower() + "\n"), False)
             return
         del conn.buf[: end + 4]
+        verdict = Verdict.ALLOW if self.web is None else self.web.authenticate(request)
+        if verdict is Verdict.DENY and self.web is not None:
+            denied = self.web.unauthorized(request, int(self.idle_timeout))
+            self._respond(conn, denied, request.keep_alive)
+            return
         conn.busy = True
+        # New credentials are checked by bcrypt in the other lane: scrapes never wait for it.
         lane = 1 if request.target.partition("?")[0] == "/metrics" else 0
-        self._lanes[lane].put((time.monotonic(), conn, request))
+        lane = 0 if verdict is Verdict.VERIFY else lane
+        self._lanes[lane].put((time.monotonic(), conn, request, verdict is Verdict.VERIFY))
 
     def _respond(self, conn: _Conn, data: bytes | list[bytes], keep_alive: bool) -> None:
         """Send a response: a large one as its pieces, never joined into one more copy."""
@@ -327,9 +390,13 @@ class HttpServer:
     def _flush(self, conn: _Conn) -> None:
         while conn.out:
             try:
-                sent = conn.sock.send(conn.out)
-            except (BlockingIOError, InterruptedError):
+                # TLS: a bounded record batch; retried with the same bytes when it must wait.
+                sent = conn.sock.send(conn.out[:TLS_CHUNK] if conn.tls else conn.out)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError):
                 self._watch(conn, selectors.EVENT_WRITE)
+                return
+            except ssl.SSLWantReadError:
+                self._watch(conn, selectors.EVENT_READ)
                 return
             except OSError:
                 self._close(conn)
@@ -378,12 +445,15 @@ class HttpServer:
             job = lane.get()
             if job is None or self._stopping:
                 return
-            queued_at, conn, request = job
+            queued_at, conn, request, verify = job
             if conn.closed:
                 continue
             if time.monotonic() - queued_at > self.queue_timeout:
                 # Overloaded: the client has likely given up; answer at once, render nothing.
                 data, keep_alive = [OVERLOADED], False
+            elif verify and self.web and self.web.authenticate(request, True) is Verdict.DENY:
+                data = self.web.unauthorized(request, int(self.idle_timeout))
+                keep_alive = request.keep_alive
             else:
                 data, keep_alive = self._run_app(request, conn.peer)
             self._done.append((conn, data, keep_alive))
@@ -403,9 +473,10 @@ class HttpServer:
 
         keep_alive = request.keep_alive
         try:
-            result = self.app(
-                wsgi_environ(request, self.server_name, self.port, peer), start_response
-            )
+            environ = wsgi_environ(request, self.server_name, self.port, peer)
+            if self.web is not None and self.web.tls:
+                environ["wsgi.url_scheme"] = "https"
+            result = self.app(environ, start_response)
             try:
                 chunks.extend(result)
             finally:
@@ -415,6 +486,8 @@ class HttpServer:
             if not started:
                 raise RuntimeError("the WSGI app did not call start_response")
             status, headers = started[0]
+            if self.web is not None:
+                headers = headers + self.web.extra_headers(headers)
         except Exception:
             log.exception("http: the request handler failed")
             status = "500 Internal Server Error"

@@ -41,7 +41,10 @@ def test_docker_compose_config_accepts_the_quickstart(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     resolved = yaml.safe_load(run.stdout)
     assert set(resolved["services"]) == {"exporter", "prometheus", "alertmanager", "grafana"}
-    assert resolved["services"]["exporter"]["command"] == ["--demo"]
+    assert resolved["services"]["exporter"]["command"] == [
+        "--demo",
+        "--web.config.file=/etc/huaweicloud-task-exporter/web/web.yml",
+    ]
 
 
 def test_every_mounted_path_exists_and_the_exporter_port_matches() -> None:

@@ -358,6 +358,8 @@ def test_readme_overlay_sets_the_pushed_image_and_can_leave_out_the_operator(
     mine.mkdir()
     up = os.path.relpath(ROOT, mine)
     (mine / "kustomization.yaml").write_text(text.replace("../deploy/", f"{up}/deploy/"))
+    for name in ("config.yml", "web.yml"):  # the README copies them from the example
+        shutil.copy(K8S / "overlays" / "example" / name, mine / name)
     docs = render(mine)
     assert images(docs) == [f"registry.example.com/team/huaweicloud-task-exporter:{__version__}"]
     kinds = {d["kind"] for d in docs}
