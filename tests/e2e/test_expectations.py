@@ -64,8 +64,8 @@ def _fleet(world: World, since: float) -> dict[tuple[str, str], Expectation]:
         service = world.instances[instance_id].service if instance_id else "dcs"
         by_kind.setdefault((service, name), {}).update(runs)  # each task ID once
     out = {}
-    for kind, runs in by_kind.items():
-        e = expectation_of(kind[1], runs.values())
+    for kind, durations in by_kind.items():
+        e = expectation_of(kind[1], durations.values())
         assert e is not None
         out[kind] = e
     return out
@@ -156,12 +156,12 @@ def test_history_teaches_expectations_counts_nothing_and_survives_sigkill(
         "huaweicloud_task_expected_duration_samples", instance_id=redis.id, task_name="modify"
     )
     assert after == before + 1
-    served = _served(m)
+    snapshot = _served(m)
 
     exporter.stop(signal.SIGKILL)
     w.requests.clear()
     again = exporters(config)
     m2 = again.wait_for(lambda m: all_up(m, 4), what="all up after the restart")
-    assert _served(m2) == served
+    assert _served(m2) == snapshot
     assert m2.total("huaweicloud_task_finished_total") == 2
     assert _windows_older_than(sim, 4 * 86400) == []  # the history was not read again
