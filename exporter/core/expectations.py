@@ -135,29 +135,48 @@ def stuck_threshold(own: Expectation | None, fleet: Expectation | None) -> Thres
 
 @dataclass
 class _Pool:
-    """A fleet kind's runs: sorted log durations, and how many task lists hold each task ID."""
+    """A fleet kind's runs: sorted log durations, and how many task lists hold each task ID
+    (a task listed twice has one duration: its timestamps are the same in both lists).
+
+    Additions wait unsorted until the pool is read, so that a start restoring thousands of
+    task lists sorts each pool once rather than inserting into it run by run.
+    """
 
     logs: list[float] = field(default_factory=list)
-    holders: dict[str, tuple[int, float]] = field(default_factory=dict)
+    pending: list[float] = field(default_factory=list)
+    holders: dict[str, int] = field(default_factory=dict)
 
-    def add(self, s: Sample) -> None:
-        count, value = self.holders.get(s.task_id, (0, to_log(s.duration)))
-        if count == 0:
-            insort(self.logs, value)
-        self.holders[s.task_id] = (count + 1, value)
+    def add(self, runs: Iterable[Sample]) -> None:
+        for s in runs:
+            count = self.holders.get(s.task_id, 0)
+            if count == 0:
+                self.pending.append(to_log(s.duration))
+            self.holders[s.task_id] = count + 1
 
     def remove(self, s: Sample) -> None:
-        found = self.holders.get(s.task_id)
-        if found is None:
+        count = self.holders.get(s.task_id)
+        if count is None:
             return
-        count, value = found
         if count > 1:
-            self.holders[s.task_id] = (count - 1, value)
+            self.holders[s.task_id] = count - 1
             return
         del self.holders[s.task_id]
-        i = bisect_left(self.logs, value)
-        if i < len(self.logs) and self.logs[i] == value:
-            del self.logs[i]
+        logs = self.settled()
+        value = to_log(s.duration)
+        i = bisect_left(logs, value)
+        if i < len(logs) and logs[i] == value:
+            del logs[i]
+
+    def settled(self) -> list[float]:
+        """The sorted log durations, the pending ones merged in."""
+        if len(self.pending) > 8:
+            self.logs.extend(self.pending)
+            self.logs.sort()
+        else:
+            for value in self.pending:
+                insort(self.logs, value)
+        self.pending.clear()
+        return self.logs
 
 
 FleetKey = tuple[str, str]  # service, task name
@@ -216,18 +235,18 @@ class ExpectationBook:
         return {(service, name) for name in windows}
 
     def _replace(self, service: str, old: Sequence[Sample], new: Sequence[Sample]) -> None:
+        """One window of a task list replaced (all its runs have one name)."""
         kept = set(new)
         gone = [s for s in old if s not in kept]
         had = set(old)
+        added = [s for s in new if s not in had]
+        name = (new or old)[0].name
+        pool = self._pool(service, name)
         for s in gone:
-            self._pool(service, s.name).remove(s)
-        for s in new:
-            if s not in had:
-                self._pool(service, s.name).add(s)
-        for s in gone:
-            pool = self._pools.get((service, s.name))
-            if pool is not None and not pool.holders:
-                del self._pools[(service, s.name)]
+            pool.remove(s)
+        pool.add(added)
+        if not pool.holders:
+            del self._pools[(service, name)]
 
     def _pool(self, service: str, name: str) -> _Pool:
         pool = self._pools.get((service, name))
@@ -257,5 +276,6 @@ class ExpectationBook:
         out: dict[FleetKey, Expectation | None] = {}
         for service, name in wanted:
             pool = self._pools.get((service, name))
-            out[(service, name)] = _from_sorted(name, pool.logs) if pool and pool.logs else None
+            logs = pool.settled() if pool else []
+            out[(service, name)] = _from_sorted(name, logs) if logs else None
         return out

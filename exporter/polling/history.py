@@ -65,6 +65,7 @@ class Learning:
         self._done: set[str] = set()
         self._failed: dict[str, float] = {}  # monotonic time of the last failed read
         self._reads: dict[str, asyncio.Task[None]] = {}
+        self._unpublished: set[FleetKey] = set()
 
     def restore(self, task_list: TaskList) -> tuple[Expectation, ...]:
         """A task list joins (at start, or found again): its stored runs into the book."""
@@ -72,9 +73,17 @@ class Learning:
         self._live[key] = task_list
         if self.store.history_read(key):
             self._done.add(key)
-        touched = self.book.add(key, task_list.service, self.store.load_samples(key), time.time())
-        self._publish_fleet(touched)
+        now = time.time()
+        self._unpublished |= self.book.add(
+            key, task_list.service, self.store.load_samples(key), now
+        )
         return self.book.expectations(key)
+
+    def publish_restored(self) -> None:
+        """The fleet kinds the task lists restored since the last call changed (once for a
+        whole start, not once per task list)."""
+        self._publish_fleet(self._unpublished)
+        self._unpublished = set()
 
     def forget(self, key: str) -> None:
         """A task list no longer polled: its runs leave the fleet, its history read stops."""

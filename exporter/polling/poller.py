@@ -124,6 +124,7 @@ class Poller:
             self.learning.forget(key)
         for task_list in added:
             self._serve_stored_state(task_list)
+        self.learning.publish_restored()
         if added or removed:
             log.info(
                 "task lists changed",
