@@ -262,5 +262,6 @@ def _running(snapshot: ExporterSnapshot, now: float) -> str:
 STUCK_RULE = (
     f"{STUCK_FACTOR:g} &times; the usual p95, at least {format_duration(STUCK_FLOOR)}, from "
     f"the task list's own runs once it has {MIN_RUNS}, else from all task lists' runs of that "
-    f"service and name, else {format_duration(STATIC_DEFAULT)}"
+    f"service and name, else {format_duration(STATIC_DEFAULT)} (the rules' per-name static "
+    "thresholds and your overrides live in Prometheus: the page does not know them)"
 )
