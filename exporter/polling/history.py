@@ -98,6 +98,8 @@ class Learning:
     ) -> tuple[Expectation, ...]:
         """A poll's new successful runs (committed with it) and the passing of time, folded
         in; the task list's expectations as of now."""
+        if task_list.key not in self._live:
+            return ()  # removed while it was polled: its runs are in the file, not the fleet
         self._publish_fleet(self.book.add(task_list.key, task_list.service, samples, now))
         return self.book.expectations(task_list.key)
 

@@ -143,6 +143,8 @@ def test_no_history_read_when_off_or_for_a_task_list_gone(tmp_path: Path) -> Non
         await on.wait()
         on.polled(gone)  # not polled any more: not read
         await on.wait()
+        # A poll of it that was in flight when it went: its runs stay out of the fleet.
+        assert on.learned(gone, successful_runs(_history(time.time())), time.time()) == ()
 
     try:
         asyncio.run(run())
