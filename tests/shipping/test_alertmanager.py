@@ -99,5 +99,7 @@ def test_template_parses_and_executes() -> None:
     )
     assert run.returncode == 0, run.stdout + run.stderr
     title, base = run.stdout.strip().split("|", 1)
-    assert title.startswith("[") and "]" in title
-    assert base.startswith("https://") and base.endswith("/")
+    assert title.startswith("[")
+    assert "]" in title
+    assert base.startswith("https://")
+    assert base.endswith("/")
