@@ -42,7 +42,13 @@ class Exporter:
         for secret in config.secrets():
             register_secret(secret)
         self.config = config
-        self.store = StateStore(config.state_path, config.metrics.duration_buckets)
+        expected = config.metrics.expected_durations
+        self.store = StateStore(
+            config.state_path,
+            config.metrics.duration_buckets,
+            sample_window=expected.window,
+            sample_max_age=expected.max_age,
+        )
         if self.store.buckets_changed:
             log.warning("metrics.duration_buckets changed: the duration histograms start again")
         # `_created` series would double the exposition for no use here.

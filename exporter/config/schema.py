@@ -185,11 +185,26 @@ class HttpSettings(CrossChecked):
         return not_below(cls, data, "backoff_initial", "backoff_max")
 
 
+class ExpectedDurations(CrossChecked):
+    """How long each kind of task usually takes: the most recent `window` successful runs per
+    task list and task name, none older than `max_age`; a task list's history is read back
+    `history` when it is first polled (`0s`: never)."""
+
+    window: int = Field(default=50, ge=1, le=1000)
+    max_age: Interval = 30 * 86400.0
+    history: Duration = 30 * 86400.0
+
+    @classmethod
+    def cross_checks(cls, data: Mapping[str, Any], context: Any) -> list[tuple[Loc, str]]:
+        return not_below(cls, data, "history", "max_age")  # older runs would be dropped
+
+
 class MetricsSettings(StrictModel):
     duration_buckets: list[float] = Field(
         default=list(DEFAULT_BUCKETS), min_length=1, max_length=100
     )
     duration_by_instance: bool = False
+    expected_durations: ExpectedDurations = ExpectedDurations()
 
     @field_validator("duration_buckets")
     @classmethod

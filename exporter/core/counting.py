@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from exporter.config import Config
+from exporter.core.expectations import Sample
 from exporter.core.tasklists import TaskList
 from exporter.core.tasks import ZERO_INITIALIZED_STATUSES, Task, is_finished, is_unfinished
 
@@ -128,6 +129,7 @@ class PollCommit:
     durations: dict[str, HistogramDelta] = field(default_factory=dict)  # increments
     failures: dict[str, Failure] = field(default_factory=dict)  # newer last failures
     events: list[TaskEvent] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)  # successful runs, for expectations
     prune_before: float = 0.0
 
     @property
@@ -140,6 +142,7 @@ class PollCommit:
             or self.durations
             or self.failures
             or self.events
+            or self.samples
         )
 
 
@@ -280,6 +283,9 @@ def merge(
             commit.events.append(task_event(task_list, row, "seen_unfinished"))
         if not accounted and is_finished(t.status):
             row.accounted = True
+            if t.status == "SUCCESS" and row.duration is not None and row.updated_at is not None:
+                # The baseline's runs too: an expectation is not a count.
+                commit.samples.append(Sample(t.id, t.name, row.updated_at, row.duration))
             if not baseline:
                 key = (t.name, t.status)
                 commit.finished[key] = commit.finished.get(key, 0) + 1

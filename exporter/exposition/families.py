@@ -26,6 +26,7 @@ from exporter.telemetry.selfmetrics import PREFIX
 
 if TYPE_CHECKING:
     from exporter.core.counting import TaskSummary
+    from exporter.core.expectations import Expectation
     from exporter.core.instances import DiscoveryHealth, InstanceInfo
 
 
@@ -47,6 +48,9 @@ HISTOGRAM_LABELS_BY_INSTANCE = (
 INFO_LABELS = (*TASKLIST_LABELS, "engine", "engine_version", "instance_status")
 CONTEXT_LABELS = (*TASKLIST_LABELS, "task_name", "task_id", "user_name", "change")
 DISCOVERY_LABELS = ("cloud_service", "region", "project_id")
+EXPECTED_LABELS = (*NAME_LABELS, "quantile")
+FLEET_NAME_LABELS = ("cloud_service", "task_name")
+FLEET_LABELS = (*FLEET_NAME_LABELS, "quantile")
 
 _SUFFIXES: dict[str, tuple[str, ...]] = {
     "gauge": ("",),
@@ -208,6 +212,37 @@ class TaskFamilies:
             "failed; project_id is empty while the project ID cannot be resolved.",
             DISCOVERY_LABELS,
         )
+        usual = (
+            " Exact quantiles (p50, p95) of the most recent successful runs, on the log "
+            "scale; failed and cancelled runs are not samples. Learned from the history read "
+            "when a task list is first polled and from every run seen since; kept across "
+            "restarts."
+        )
+        self.expected = Family(
+            PREFIX + "expected_duration_seconds",
+            "gauge",
+            "How long a task of this name usually takes on this task list." + usual,
+            EXPECTED_LABELS,
+        )
+        self.expected_samples = Family(
+            PREFIX + "expected_duration_samples",
+            "gauge",
+            "The successful runs behind expected_duration_seconds.",
+            NAME_LABELS,
+        )
+        self.fleet_expected = Family(
+            PREFIX + "fleet_expected_duration_seconds",
+            "gauge",
+            "How long a task of this service and name usually takes across every task list "
+            "of this exporter (each task once)." + usual,
+            FLEET_LABELS,
+        )
+        self.fleet_samples = Family(
+            PREFIX + "fleet_expected_duration_samples",
+            "gauge",
+            "The successful runs behind fleet_expected_duration_seconds.",
+            FLEET_NAME_LABELS,
+        )
         # The order of the exposition.
         self.all = (
             self.recent,
@@ -219,6 +254,10 @@ class TaskFamilies:
             self.oldest,
             self.last_failure,
             self.oldest_info,
+            self.expected,
+            self.expected_samples,
+            self.fleet_expected,
+            self.fleet_samples,
             self.up,
             self.last_success,
             self.poll_duration,
@@ -272,6 +311,41 @@ def render_summary(f: TaskFamilies, labels: str, s: TaskSummary) -> dict[str, by
             f"{f.oldest_info.name}{{{labels},{_context(n, i, u, c)}}} 1.0\n"
             for n, i, u, c in s.oldest_unfinished_info
         ),
+    }
+
+
+def render_expected(
+    f: TaskFamilies, labels: str, expected: Iterable[Expectation]
+) -> dict[str, bytes]:
+    """The lines of a task list's expectations; `labels` are its rendered labels."""
+    esc = escape_label_value
+    go = floatToGoString
+    rows = list(expected)
+    return {
+        f.expected.name: _lines(
+            f'{f.expected.name}{{{labels},task_name="{esc(e.name)}",quantile="{q}"}} {go(v)}\n'
+            for e in rows
+            for q, v in e.values
+        ),
+        f.expected_samples.name: _lines(
+            f'{f.expected_samples.name}{{{labels},task_name="{esc(e.name)}"}} {go(e.samples)}\n'
+            for e in rows
+        ),
+    }
+
+
+def render_fleet(f: TaskFamilies, service: str, e: Expectation | None) -> dict[str, bytes]:
+    """The lines of one fleet kind (a service and task name); none once it has no runs."""
+    if e is None:
+        return {f.fleet_expected.name: b"", f.fleet_samples.name: b""}
+    esc = escape_label_value
+    go = floatToGoString
+    labels = f'cloud_service="{esc(service)}",task_name="{esc(e.name)}"'
+    return {
+        f.fleet_expected.name: _lines(
+            f'{f.fleet_expected.name}{{{labels},quantile="{q}"}} {go(v)}\n' for q, v in e.values
+        ),
+        f.fleet_samples.name: f"{f.fleet_samples.name}{{{labels}}} {go(e.samples)}\n".encode(),
     }
 
 

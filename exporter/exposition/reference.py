@@ -56,6 +56,8 @@ def collect_snapshot(f: TaskFamilies, snap: ExporterSnapshot) -> Iterator[Metric
     last_status, oldest, up = _gauge(f.last_status), _gauge(f.oldest), _gauge(f.up)
     last_failure, oldest_info = _gauge(f.last_failure), _gauge(f.oldest_info)
     last_success, poll_duration = _gauge(f.last_success), _gauge(f.poll_duration)
+    expected, expected_samples = _gauge(f.expected), _gauge(f.expected_samples)
+    fleet_expected, fleet_samples = _gauge(f.fleet_expected), _gauge(f.fleet_samples)
     finished = CounterMetricFamily(f.finished.name, f.finished.help, labels=f.finished.labels)
     for ts in snap.task_lists:
         tl = list(ts.task_list.labels)
@@ -76,6 +78,10 @@ def collect_snapshot(f: TaskFamilies, snap: ExporterSnapshot) -> Iterator[Metric
             last_failure.add_metric([*tl, name, task_id, user, change], 1)
         for name, task_id, user, change in s.oldest_unfinished_info:
             oldest_info.add_metric([*tl, name, task_id, user, change], 1)
+        for e in ts.expected:
+            for q, value in e.values:
+                expected.add_metric([*tl, e.name, q], value)
+            expected_samples.add_metric([*tl, e.name], e.samples)
         if ts.polled:
             up.add_metric(tl, 1 if ts.up else 0)
             if ts.poll_duration is not None:
@@ -91,6 +97,10 @@ def collect_snapshot(f: TaskFamilies, snap: ExporterSnapshot) -> Iterator[Metric
             cumulative += n
             buckets.append((bound, cumulative))
         durations.add_metric(list(h.labels), buckets, h.sum)
+    for service, e in snap.fleet:
+        for q, value in e.values:
+            fleet_expected.add_metric([service, e.name, q], value)
+        fleet_samples.add_metric([service, e.name], e.samples)
     info, discovery = _gauge(f.info), _gauge(f.discovery)
     for i in snap.instances:
         info.add_metric(list(info_values(i)), 1)
@@ -108,6 +118,10 @@ def collect_snapshot(f: TaskFamilies, snap: ExporterSnapshot) -> Iterator[Metric
             oldest,
             last_failure,
             oldest_info,
+            expected,
+            expected_samples,
+            fleet_expected,
+            fleet_samples,
             up,
             last_success,
             poll_duration,

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from exporter.core.counting import HistogramRow, TaskSummary
+from exporter.core.expectations import Expectation, FleetKey
 from exporter.core.instances import DiscoveryHealth, InstanceInfo
 from exporter.core.tasklists import TASKLIST_LABELS, TaskList
 from exporter.core.tasks import ZERO_INITIALIZED_STATUSES
@@ -23,6 +24,8 @@ from exporter.exposition.families import (
     TaskFamilies,
     format_bound,
     render_discovery,
+    render_expected,
+    render_fleet,
     render_histograms,
     render_labels,
     render_status,
@@ -47,6 +50,7 @@ class TaskListSnapshot:
     poll_duration: float | None = None
     last_error: str | None = None
     summary: TaskSummary = TaskSummary()  # noqa: RUF009 - immutable
+    expected: tuple[Expectation, ...] = ()  # how long each task name usually takes here
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +69,15 @@ class ExporterSnapshot:
     histogram_labels: tuple[str, ...] = ()
     instances: tuple[InstanceInfo, ...] = ()
     discovery: tuple[DiscoveryHealth, ...] = ()
+    # (service, expectation) of each task name across the task lists, sorted
+    fleet: tuple[tuple[str, Expectation], ...] = ()
+
+    def fleet_of(self, service: str, name: str) -> Expectation | None:
+        """The fleet's expectation of a service's task name, if it has one."""
+        for s, e in self.fleet:
+            if s == service and e.name == name:
+                return e
+        return None
 
 
 @dataclass
@@ -94,6 +107,7 @@ class SnapshotStore:
         self._series: dict[Group, dict[tuple[str, str], HistogramRow]] = {}
         self._groups: dict[Group, _GroupState] = {}
         self._discovery: tuple[tuple[InstanceInfo, ...], tuple[DiscoveryHealth, ...]] = ((), ())
+        self._fleet: dict[FleetKey, Expectation] = {}
         self._current = ExporterSnapshot(
             bucket_bounds=self._bounds, histogram_labels=families.durations.labels
         )
@@ -166,6 +180,8 @@ class SnapshotStore:
                 return  # removed while it was being polled
             snap = replace(snap, task_list=old.task_list)
             self._task_lists[snap.task_list.key] = snap
+            if snap.expected != old.expected:
+                self._render_expected(snap)
             if snap.summary != old.summary:
                 self._render_summary(snap)
                 if snap.summary.names != old.summary.names:
@@ -184,6 +200,32 @@ class SnapshotStore:
             snap = self._task_lists[key] = replace(old, **changes)  # type: ignore[arg-type]
             self._render_status(snap)
             self._dirty = True
+
+    def publish_expected(self, key: str, expected: tuple[Expectation, ...]) -> None:
+        """A task list's expectations changed outside a poll (its history was read)."""
+        with self._lock:
+            old = self._task_lists.get(key)
+            if old is None or old.expected == expected:
+                return
+            snap = self._task_lists[key] = replace(old, expected=expected)
+            self._render_expected(snap)
+            self._dirty = True
+
+    def publish_fleet(self, kinds: Mapping[FleetKey, Expectation | None]) -> None:
+        """The fleet expectations of these kinds (None: no run of that kind any more)."""
+        with self._lock:
+            for (service, name), e in kinds.items():
+                if e is None:
+                    if self._fleet.pop((service, name), None) is None:
+                        continue
+                elif self._fleet.get((service, name)) == e:
+                    continue
+                else:
+                    self._fleet[(service, name)] = e
+                self.exposition.put(
+                    ("fleet", service, name), render_fleet(self.families, service, e)
+                )
+                self._dirty = True
 
     def publish_discovery(
         self, instances: Sequence[InstanceInfo], health: Sequence[DiscoveryHealth]
@@ -251,10 +293,17 @@ class SnapshotStore:
         self._labels.pop(snap.task_list.key, None)
         self._render_summary(snap)
         self._render_status(snap)
+        self._render_expected(snap)
 
     def _render_summary(self, snap: TaskListSnapshot) -> None:
         labels = self._task_list_labels(snap.task_list)
         self.exposition.put(snap.task_list.key, render_summary(self.families, labels, snap.summary))
+
+    def _render_expected(self, snap: TaskListSnapshot) -> None:
+        labels = self._task_list_labels(snap.task_list)
+        self.exposition.put(
+            snap.task_list.key, render_expected(self.families, labels, snap.expected)
+        )
 
     def _render_status(self, snap: TaskListSnapshot) -> None:
         labels = self._task_list_labels(snap.task_list)
@@ -326,4 +375,7 @@ class SnapshotStore:
             histograms=tuple(series),
             instances=self._discovery[0],
             discovery=self._discovery[1],
+            fleet=tuple(
+                (service, e) for (service, _), e in sorted(self._fleet.items(), key=lambda i: i[0])
+            ),
         )

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 class FetchResult:
     tasks: list[Task]
     pages: int = 0  # one request each
+    truncated: bool = False  # stopped at http.max_pages (only when asked to keep what it read)
 
 
 class TaskReader:
@@ -43,22 +44,26 @@ class TaskReader:
         # Learned per host: the first index of DMS `start` (0 until a server refuses 0).
         self.dms_first_index: dict[str, int] = {}
 
-    async def fetch_tasks(self, target: TaskList, since: float) -> FetchResult:
+    async def fetch_tasks(
+        self, target: TaskList, since: float, *, truncate: bool = False
+    ) -> FetchResult:
         """Every task created at or after `since` (epoch seconds), deduplicated by ID.
 
         Tasks without a readable `created_at` are kept: the server returned them for this
         window and nothing says they are outside it. The whole read has a deadline
         (`http.poll_timeout`), so that no server can hold a poll, and its slot, for ever.
+        With `truncate` (a history read), reaching `http.max_pages` ends the read with the
+        newest tasks read so far instead of failing it.
         """
         limit = self.client.settings.poll_timeout
         try:
-            return await within(self._fetch_tasks(target, since), limit)
+            return await within(self._fetch_tasks(target, since, truncate), limit)
         except asyncio.TimeoutError:
             raise ApiError(
                 f"the poll did not finish within {limit:g}s (http.poll_timeout)"
             ) from None
 
-    async def _fetch_tasks(self, target: TaskList, since: float) -> FetchResult:
+    async def _fetch_tasks(self, target: TaskList, since: float, truncate: bool) -> FetchResult:
         settings = self.client.settings
         page_size = settings.page_size
         window = datetime.fromtimestamp(since, timezone.utc).strftime("%Y%m%d%H%M%S")
@@ -73,6 +78,9 @@ class TaskReader:
         trail: list[float] = []  # the last two creation times seen, in list order
         repeats = 0
         while True:
+            if truncate and result.pages >= settings.max_pages:
+                result.truncated = True
+                break
             check_pages(
                 result.pages,
                 settings.max_pages,

@@ -20,6 +20,7 @@ from exporter.core.counting import merge, summary_of, window_start
 from exporter.core.tasklists import TaskList
 from exporter.exposition.snapshot import SnapshotStore, TaskListSnapshot
 from exporter.polling.dialects import TaskReader
+from exporter.polling.history import Learning
 from exporter.polling.schedule import next_due, spread
 from exporter.polling.state import StateError, StateStore
 from exporter.telemetry.logs import EVENTS_LOGGER
@@ -43,6 +44,7 @@ class Poller:
         self.store = store
         self.client = client
         self.reader = TaskReader(client)
+        self.learning = Learning(config, store, self.reader, snapshots)
         self.snapshots = snapshots
         self.metrics = metrics
         self.sem = asyncio.Semaphore(config.http.max_concurrency)
@@ -93,6 +95,7 @@ class Poller:
         Counters must not drop to zero at a restart; `up` stays absent until a poll says.
         """
         state = self.store.load_task_list(task_list.key)
+        expected = self.learning.restore(task_list)
         if state.watermark is None:
             return
         self.snapshots.publish_task_list(
@@ -100,6 +103,7 @@ class Poller:
                 task_list,
                 last_success=state.last_success,
                 summary=summary_of(task_list, state, time.time(), self.config),
+                expected=expected,
             )
         )
 
@@ -117,6 +121,7 @@ class Poller:
         self.snapshots.set_task_lists(task_lists)
         for key in removed:
             self.store.forget(key)
+            self.learning.forget(key)
         for task_list in added:
             self._serve_stored_state(task_list)
         if added or removed:
@@ -178,9 +183,11 @@ class Poller:
                     last_attempt=now,
                     poll_duration=time.monotonic() - mono,
                     summary=merged.summary,
+                    expected=self.learning.learned(task_list, merged.commit.samples, now),
                 ),
                 committed.histograms,
             )
+            self.learning.polled(task_list)
             if log.isEnabledFor(logging.DEBUG):  # not even the fields, on the hot path
                 log.debug(
                     "poll done",
@@ -233,6 +240,7 @@ class Poller:
 
     async def poll_all_once(self) -> bool:
         results = await asyncio.gather(*(self._poll_limited(t) for t in self.task_lists.values()))
+        await self.learning.wait()  # the history reads the first polls started
         return all(results)
 
     # -- scheduling ---------------------------------------------------------------------
@@ -254,6 +262,7 @@ class Poller:
             for task in loops:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
+            await self.learning.stop()
 
     async def _loop(self, key: str, due: float, interval: float, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -14,7 +14,7 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +26,14 @@ from exporter.core.counting import (
     TaskRow,
     apply_commit,
 )
-from exporter.polling.statefile import SCHEMA_VERSION, StateError, StateFile
+from exporter.core.expectations import DEFAULT_MAX_AGE, DEFAULT_WINDOW, Sample
+from exporter.polling.statefile import (
+    SCHEMA_VERSION,
+    TRIM_ALL_SAMPLES,
+    TRIM_SAMPLES,
+    StateError,
+    StateFile,
+)
 
 __all__ = ["FLUSH_INTERVAL", "SCHEMA_VERSION", "Committed", "StateError", "StateStore"]
 
@@ -52,10 +59,25 @@ class StateStore:
     """The task lists' state: the file is the durable copy, memory the working one, and
     every commit updates both."""
 
-    def __init__(self, path: Path, buckets: Sequence[float]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        buckets: Sequence[float],
+        *,
+        sample_window: int = DEFAULT_WINDOW,
+        sample_max_age: float = DEFAULT_MAX_AGE,
+    ) -> None:
         self.path = path
         self.file = StateFile(path, buckets)
         self.db = self.file.db
+        self.sample_window = sample_window
+        self.sample_max_age = sample_max_age
+        try:  # the bounds of the configuration (they may have changed), as memory has them
+            with self.file.transaction():
+                self.db.execute(TRIM_ALL_SAMPLES, (time.time() - sample_max_age, sample_window))
+        except sqlite3.Error as exc:
+            self.file.close()
+            raise self.file.explain(exc) from None
         self.buckets_changed = self.file.buckets_changed
         # The state of each task list in use, loaded once.
         self._states: dict[str, TaskListState] = {}
@@ -139,6 +161,61 @@ class StateStore:
         except sqlite3.Error as exc:
             raise self.file.explain(exc) from None
 
+    def load_samples(self, key: str) -> list[Sample]:
+        """A task list's stored successful runs (the windows of its expectations)."""
+        try:
+            return [
+                Sample(r[0], r[1], r[2], r[3])
+                for r in self.db.execute(
+                    "SELECT task_id, name, finished_at, duration FROM expected_samples"
+                    " WHERE target = ?",
+                    (key,),
+                )
+            ]
+        except sqlite3.Error as exc:
+            raise self.file.explain(exc) from None
+
+    def history_read(self, key: str) -> bool:
+        """Whether the task list's history has been read (once, when first polled)."""
+        try:
+            row = self.db.execute("SELECT 1 FROM history_read WHERE target = ?", (key,))
+            return row.fetchone() is not None
+        except sqlite3.Error as exc:
+            raise self.file.explain(exc) from None
+
+    def commit_history(
+        self, key: str, samples: Sequence[Sample], read_at: float, since: float
+    ) -> None:
+        """The runs of a task list's history, and that it was read, in one transaction: a kill
+        before it reads the history again, never half of it."""
+        self.file.check()
+        try:
+            with self.file.transaction():
+                self._write_samples(key, samples)
+                self.db.execute(
+                    "INSERT INTO history_read (target, read_at, since, tasks) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (target) DO UPDATE SET read_at = excluded.read_at,"
+                    " since = excluded.since, tasks = excluded.tasks",
+                    (key, read_at, since, len(samples)),
+                )
+        except sqlite3.Error as exc:
+            raise self.file.explain(exc) from None
+
+    def _write_samples(self, key: str, samples: Iterable[Sample]) -> None:
+        """New runs (a task ID once per task list), then each touched window cut to size."""
+        rows = [(key, s.task_id, s.name, s.finished_at, s.duration) for s in samples]
+        if not rows:
+            return
+        self.db.executemany(
+            "INSERT OR IGNORE INTO expected_samples (target, task_id, name, finished_at, duration)"
+            " VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
+        self.db.executemany(
+            TRIM_SAMPLES,
+            [(key, name, key, name, self.sample_window) for name in sorted({r[2] for r in rows})],
+        )
+
     def pending_events(self) -> list[tuple[int, dict[str, object]]]:
         """Event log lines committed but not yet written out (a kill came in between)."""
         try:
@@ -198,6 +275,10 @@ class StateStore:
             # Unfinished tasks go too: if one ever shows up again it is counted as new,
             # which is right, as it was never counted.
             self.db.execute("DELETE FROM tasks WHERE created_at < ?", (self._prune_before,))
+            self.db.execute(
+                "DELETE FROM expected_samples WHERE finished_at < ?",
+                (time.time() - self.sample_max_age,),
+            )
             self._pruned = now
 
     def _write(self, c: PollCommit) -> tuple[dict[tuple[str, str], int], list[HistogramRow]]:
@@ -242,6 +323,7 @@ class StateStore:
             "INSERT INTO events (payload) VALUES (?)",
             [(json.dumps(e.fields, ensure_ascii=False),) for e in c.events],
         )
+        self._write_samples(c.task_list_key, c.samples)
         db.executemany(
             "DELETE FROM tasks WHERE target = ? AND id = ?",
             [(c.task_list_key, i) for i in c.deletes],

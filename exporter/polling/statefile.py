@@ -20,7 +20,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -76,7 +76,37 @@ CREATE TABLE IF NOT EXISTS duration_totals (
     sum REAL NOT NULL,
     count INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS expected_samples (
+    target TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    finished_at REAL NOT NULL,
+    duration REAL NOT NULL,
+    PRIMARY KEY (target, task_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS expected_samples_recent
+    ON expected_samples (target, name, finished_at);
+CREATE TABLE IF NOT EXISTS history_read (
+    target TEXT PRIMARY KEY,
+    read_at REAL NOT NULL,
+    since REAL NOT NULL,
+    tasks INTEGER NOT NULL
+);
 """
+
+# The most recent runs of a task list's task name, the same cut as in memory
+# (`exporter.core.expectations.bound_window`: by finish time, then task ID).
+TRIM_SAMPLES = (
+    "DELETE FROM expected_samples WHERE target = ? AND name = ? AND task_id NOT IN"
+    " (SELECT task_id FROM expected_samples WHERE target = ? AND name = ?"
+    " ORDER BY finished_at DESC, task_id DESC LIMIT ?)"
+)
+TRIM_ALL_SAMPLES = (
+    "DELETE FROM expected_samples WHERE finished_at < ? OR (target, task_id) IN"
+    " (SELECT target, task_id FROM (SELECT target, task_id, ROW_NUMBER() OVER"
+    " (PARTITION BY target, name ORDER BY finished_at DESC, task_id DESC) AS n"
+    " FROM expected_samples) WHERE n > ?)"
+)
 
 
 class StateError(Exception):
@@ -244,7 +274,17 @@ class StateFile:
             with self.transaction():
                 self._migrate_v1()
                 self._migrate_v2()
+                self._migrate_v3()
                 self._set_meta("schema_version", str(SCHEMA_VERSION))
+
+    def _migrate_v3(self) -> None:
+        """Schema 4 learns expected durations (`expected_samples`, `history_read`, created
+        by the schema): the successful runs the file already knows are its first samples."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO expected_samples (target, task_id, name, finished_at, duration)"
+            " SELECT target, id, name, updated_at, max(0.0, updated_at - created_at) FROM tasks"
+            " WHERE status = 'SUCCESS' AND accounted AND created_known AND updated_at IS NOT NULL"
+        )
 
     def _migrate_v2(self) -> None:
         """Schema 3 keeps who started a task and what it changes."""

@@ -581,7 +581,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _admin(self, method: str, path: str, query: dict[str, str], body: bytes) -> None:
         """Unsigned control API: `GET /_sim/state`, `POST /_sim/instances`,
         `POST|DELETE /_sim/instances/{id}`, `POST /_sim/tasks`, `POST /_sim/tasks/{id}`,
-        `POST|DELETE /_sim/faults`, `POST /_sim/options`, `POST /_sim/churn`,
+        `POST /_sim/history`, `POST|DELETE /_sim/faults`, `POST /_sim/options`, `POST /_sim/churn`,
         `GET|DELETE /_sim/requests`, `POST /_sim/iam/users`, `POST /_sim/projects`."""
         world = self.server.world
         try:
@@ -680,6 +680,14 @@ def admin_call(
             details=data.get("details", AUTO),
         )
         return _task_json(task)
+    if method == "POST" and path == "/_sim/history":
+        added = world.add_history(
+            data["instance_id"],
+            float(data.get("days", 14)),
+            float(data.get("per_day", 10)),
+            p_failed=float(data.get("p_failed", 0.1)),
+        )
+        return {"added": len(added)}
     if method == "POST" and path.startswith("/_sim/tasks/"):
         task = world.set_status(path.rsplit("/", 1)[1], data["status"], data.get("at"))
         return _task_json(task)

@@ -14,6 +14,7 @@ import hashlib
 import heapq
 import itertools
 import json
+import math
 import random
 import secrets
 import string
@@ -52,6 +53,29 @@ TASK_NAMES = {
     "kafka": KAFKA_TASK_NAMES,
     "rabbitmq": MQ_TASK_NAMES,
     "rocketmq": MQ_TASK_NAMES,
+}
+# How long each kind of task usually takes in the simulated history: the median in seconds
+# and the spread (sigma of a log-normal): a resize takes a quarter of an hour, binding an
+# EIP seconds, a master/standby switchover half a minute.
+TYPICAL_DURATIONS: dict[str, tuple[float, float]] = {
+    "EXTEND": (900.0, 0.5),
+    "BindEip": (15.0, 0.4),
+    "UnBindEip": (12.0, 0.4),
+    "AddReplica": (600.0, 0.4),
+    "DelReplica": (300.0, 0.4),
+    "AddWhitelist": (8.0, 0.3),
+    "UpdatePort": (20.0, 0.3),
+    "RemoveIpFromDns": (10.0, 0.3),
+    "masterStandbySwapJob": (30.0, 0.3),
+    "modify": (6.0, 0.4),
+    "DeleteAcl": (5.0, 0.3),
+    "dcsExportJob": (300.0, 0.5),
+    "modifyAutoTopic": (20.0, 0.4),
+    "changeRetentionPolicy": (15.0, 0.4),
+    "bindInstancePublicIp": (40.0, 0.4),
+    "unbindInstancePublicIp": (30.0, 0.4),
+    "kafkaConfigModify": (120.0, 0.5),
+    "kafkaResetConsumerOffset": (10.0, 0.4),
 }
 # The task center shows some instance tasks under another name (same task ID).
 CENTER_NAMES = {"EXTEND": "ChangeInstanceSpec"}
@@ -612,6 +636,40 @@ class World:
             for when, next_status in plan:
                 heapq.heappush(self._plans, (when, next(self._seq), task.id, next_status))
             return task
+
+    def add_history(
+        self,
+        instance_id: str,
+        days: float,
+        per_day: float,
+        *,
+        p_failed: float = 0.1,
+        names: Iterable[str] | None = None,
+    ) -> list[SimTask]:
+        """Weeks of finished tasks behind now: `per_day` on average (a Poisson stream), each of
+        a kind of the instance's service (or of `names`), lasting a log-normal time around its
+        kind's TYPICAL_DURATIONS, `p_failed` of them FAILED; every one finished a minute ago
+        at the latest. Deterministic per world seed and instance."""
+        with self.lock:
+            now = self.clock()
+            inst = self.instances[instance_id]
+            kinds = tuple(names or TASK_NAMES[inst.service])
+            rng = random.Random(f"{self.seed}/history/{instance_id}")
+            at = now - days * 86400.0
+            added: list[SimTask] = []
+            while True:
+                at += rng.expovariate(per_day / 86400.0)
+                name = rng.choice(kinds)
+                median, sigma = TYPICAL_DURATIONS.get(name, (60.0, 0.5))
+                duration = rng.lognormvariate(math.log(median), sigma)
+                failed = rng.random() < p_failed
+                if at + duration > now - 60:
+                    return added
+                task_id = uuid.UUID(int=rng.getrandbits(128)).hex
+                status = "FAILED" if failed else "SUCCESS"
+                added.append(
+                    self.add_task(instance_id, name, status, at, at + duration, task_id=task_id)
+                )
 
     def cache_mode(self, instance_id: str | None) -> str:
         """A DCS instance's cache mode, fixed per instance (the task center's jobs: single)."""

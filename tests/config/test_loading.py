@@ -618,6 +618,30 @@ def test_duration_buckets_are_finite_positive_increasing(buckets: str, message: 
     assert message in problem.message
 
 
+def test_expected_durations_defaults_and_bounds() -> None:
+    config = load_config_text(CREDS + TARGET)
+    expected = config.metrics.expected_durations
+    assert (expected.window, expected.max_age, expected.history) == (50, 30 * 86400.0, 30 * 86400.0)
+    config = load_config_text(
+        CREDS + TARGET + "metrics: {expected_durations: {window: 20, max_age: 8w, history: 0s}}\n"
+    )
+    assert config.metrics.expected_durations.model_dump() == {
+        "window": 20,
+        "max_age": 8 * 604800.0,
+        "history": 0.0,
+    }
+    for setting, path, message in [
+        ("{window: 0}", "metrics.expected_durations.window", "greater than or equal to 1"),
+        ("{max_age: 0s, history: 0s}", "metrics.expected_durations.max_age", "at least 1s"),
+        ("{history: 40d}", "metrics.expected_durations.history", "must not be above max_age"),
+        ("{max_age: 7d}", "metrics.expected_durations.max_age", "must be at least history"),
+        ("{windows: 5}", "metrics.expected_durations.windows", "did you mean window?"),
+    ]:
+        problem = only(CREDS + TARGET + f"metrics: {{expected_durations: {setting}}}\n")
+        assert (problem.line, problem.path) == (7, path), setting
+        assert message in problem.message, (setting, problem.message)
+
+
 def test_file_size_is_bounded(tmp_path: Path) -> None:
     path = tmp_path / "big.yml"
     with path.open("w") as f:

@@ -28,6 +28,7 @@ PUBLIC = {
     "ENV_TOKEN",
     "Endpoints",
     "EnvCredentials",
+    "ExpectedDurations",
     "HttpSettings",
     "InstanceConfig",
     "MAX_CONFIG_BYTES",

@@ -24,6 +24,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.core.counting import Failure, HistogramRow, TaskRow, summarize
+from exporter.core.expectations import Expectation
 from exporter.core.instances import DiscoveryHealth, InstanceInfo
 from exporter.core.tasklists import TaskList
 from exporter.exposition.families import TaskFamilies
@@ -99,6 +100,7 @@ def _populate(store: SnapshotStore, by_instance: bool, now: float | None = None)
                 {("EXTEND", "SUCCESS"): 7, ("EXTEND", "FAILED"): 1},
                 {"EXTEND": Failure("2", "alice", "capacity 0.125 -> 0.25", now - 250)},
             ),
+            expected=(Expectation("EXTEND", 480.5, 1500.0, 12), Expectation(HOSTILE, 9.0, 9.0, 1)),
         )
     )
     store.publish_task_list(
@@ -112,6 +114,15 @@ def _populate(store: SnapshotStore, by_instance: bool, now: float | None = None)
         )
     )
     store.publish_task_list(TaskListSnapshot(c, last_success=now - 3600))  # restored, not polled
+    store.publish_expected(c.key, (Expectation("ChangeInstanceSpec", 300.0, 900.25, 3),))
+    store.publish_fleet(
+        {
+            ("dcs", "EXTEND"): Expectation("EXTEND", 420.0, 1700.0, 40),
+            ("kafka", HOSTILE): Expectation(HOSTILE, 9.0, 9.0, 1),
+            ("dcs", "gone"): Expectation("gone", 1.0, 2.0, 1),
+        }
+    )
+    store.publish_fleet({("dcs", "gone"): None, ("dcs", "never-seen"): None})
     store.update_task_list(c.key, polled=True, up=False, poll_duration=10.0, last_error="boom")
     store.update_histograms(
         [
@@ -225,10 +236,18 @@ def test_prerendered_lines_equal_prometheus_client_rendering(by_instance: bool) 
     assert 'task_id="2",user_name="alice",change="capacity 0.125 -> 0.25"} 1.0' in text
     assert text.count("huaweicloud_task_oldest_unfinished_info{") == 1
     assert "i-x" not in text  # an unconfigured instance's series is not
+    assert (
+        'huaweicloud_task_expected_duration_seconds{cloud_service="dcs",region="eu-de",'
+        f'project_id="{PROJECT}",instance_id="i-a",instance_name="redis-a",'
+        'task_name="EXTEND",quantile="0.95"} 1500.0' in text
+    )
+    assert 'huaweicloud_task_fleet_expected_duration_samples{cloud_service="dcs",' in text
+    assert 'task_name="gone"' not in text  # a fleet kind without runs goes
 
     # A rename moves every line to the new labels; a removal takes them all away.
     renamed = _target("dcs", "i-a", "redis-a-renamed")
     store.set_task_lists([renamed, c, d])
+    store.publish_fleet({("kafka", HOSTILE): None})  # as the poller does: the list's runs left
     _both(store, families)
     tasks = _task_lines(store)
     assert 'instance_name="redis-a-renamed"' in tasks
@@ -236,6 +255,7 @@ def test_prerendered_lines_equal_prometheus_client_rendering(by_instance: bool) 
     assert 'cloud_service="kafka"' not in tasks  # the kafka task list's lines left with it
 
     store.set_task_lists([])
+    store.publish_fleet({("dcs", "EXTEND"): None})
     _both(store, families)
     assert "cloud_service=" not in _task_lines(store)
 

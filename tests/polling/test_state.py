@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from exporter.core.counting import HistogramDelta, PollCommit, TaskRow
+from exporter.core.expectations import Sample
 from exporter.polling.state import FLUSH_INTERVAL, StateStore
 
 pytestmark = pytest.mark.smoke  # in-process: run on every supported Python
@@ -115,9 +117,72 @@ def test_schema_1_histograms_are_carried_over(tmp_path: Path) -> None:
         (SERIES, (3, 0, 1, 2), 400.5, 6)
     ]
     assert store.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
-        "3",
+        "4",
     )
     assert store.load_task_list("a").tasks["t1"] == TaskRow(
         "t1", "EXTEND", "SUCCESS", 1.0, True, 2.0, True, 0, "", ""
     )
     store.close()
+
+
+def _runs(name: str, first: int, n: int, at: float, step: float = 60.0) -> list[Sample]:
+    return [Sample(f"{name}-{i}", name, at + i * step, 10.0 + i) for i in range(first, first + n)]
+
+
+def test_successful_runs_are_kept_bounded_per_task_list_and_name(tmp_path: Path) -> None:
+    """Each window is cut to the most recent runs in the file as in memory; a run seen again
+    (the history overlapping a poll) is one run; too old runs go at the next start."""
+    now = time.time()
+    path = tmp_path / "s.db"
+    store = StateStore(path, BOUNDS, sample_window=5, sample_max_age=86400.0)
+    store.commit(_commit("a", 200.0, samples=_runs("EXTEND", 0, 4, now - 3600)))
+    store.commit(_commit("a", 300.0, samples=_runs("EXTEND", 3, 4, now - 3600)))  # 3 again
+    store.commit(_commit("b", 300.0, samples=_runs("EXTEND", 0, 2, now - 3600)))
+    store.commit_history("a", _runs("modify", 0, 3, now - 7200), now, now - 86400.0)
+    kept = sorted(s.task_id for s in store.load_samples("a") if s.name == "EXTEND")
+    assert kept == [f"EXTEND-{i}" for i in range(2, 7)]  # the newest 5 of 7 distinct runs
+    assert len(store.load_samples("b")) == 2
+    assert store.history_read("a")
+    assert not store.history_read("b")
+    store.db.execute(
+        "UPDATE expected_samples SET finished_at = ? WHERE task_id = 'modify-0'", (now - 90000,)
+    )
+    store.close()
+    again = StateStore(path, BOUNDS, sample_window=3, sample_max_age=86400.0)  # smaller window
+    assert sorted(s.task_id for s in again.load_samples("a")) == [
+        "EXTEND-4",
+        "EXTEND-5",
+        "EXTEND-6",
+        "modify-1",
+        "modify-2",
+    ]
+    assert again.history_read("a")
+    again.close()
+
+
+def test_schema_3_learns_from_the_successful_tasks_it_knows(tmp_path: Path) -> None:
+    """The migration to schema 4 takes the accounted SUCCESS tasks with both timestamps as
+    the first runs; failed, unfinished and undated ones are not runs."""
+    now = float(int(time.time()))  # whole seconds: the duration below is exact
+    path = tmp_path / "s.db"
+    store = StateStore(path, BOUNDS)
+    store.commit(
+        _commit(
+            "a",
+            200.0,
+            upserts=[
+                TaskRow("ok", "EXTEND", "SUCCESS", now - 700, True, now - 100, True),
+                TaskRow("fail", "EXTEND", "FAILED", now - 700, True, now - 100, True),
+                TaskRow("run", "EXTEND", "EXECUTING", now - 700, True, None, False),
+                TaskRow("undated", "EXTEND", "SUCCESS", now - 700, False, now - 100, True),
+            ],
+        )
+    )
+    store.db.execute("DELETE FROM expected_samples")
+    store.db.execute("DROP TABLE history_read")
+    store.db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    store.close()
+    again = StateStore(path, BOUNDS)
+    assert again.load_samples("a") == [Sample("ok", "EXTEND", now - 100, 600.0)]
+    assert not again.history_read("a")  # so it is read once, after the upgrade too
+    again.close()

@@ -1,0 +1,167 @@
+"""Expected durations over the simulator, from a fresh state with weeks of history.
+
+The first poll is a baseline and the history read at first sight only teaches the
+expectations: `finished_total` and the duration histogram stay at 0 through it. The values
+exported are the exact quantiles of the simulator's own successful runs (per task list and
+task name, and per service and task name, each DCS task once), and they are identical after
+a SIGKILL restart, which reads no history again.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from exporter.core.expectations import Expectation, expectation_of
+from exporter.simulator.world import CENTER_NAMES, World
+from tests.conftest import (
+    PROJECT,
+    ExporterProcess,
+    Metrics,
+    Sim,
+    all_up,
+    config_doc,
+    instance_entry,
+    write_config,
+)
+
+Start = Callable[..., ExporterProcess]
+WINDOW = 50
+FAMILIES = (
+    "huaweicloud_task_expected_duration_seconds",
+    "huaweicloud_task_expected_duration_samples",
+    "huaweicloud_task_fleet_expected_duration_seconds",
+    "huaweicloud_task_fleet_expected_duration_samples",
+)
+
+
+def _windows(world: World, since: float) -> dict[tuple[str, str], list[tuple[str, float]]]:
+    """(instance ID or "" for the task center, task name) -> (task ID, duration) of the most
+    recent WINDOW successful runs finished since `since`, as the simulator knows them."""
+    runs: dict[tuple[str, str], list[tuple[float, str, float]]] = {}
+    with world.lock:
+        for t in world.tasks.values():
+            if t.status != "SUCCESS" or t.updated_at < since:
+                continue
+            entry = (t.updated_at, t.id, t.updated_at - t.created_at)
+            runs.setdefault((t.instance_id or "", t.name), []).append(entry)
+            if t.service == "dcs":
+                runs.setdefault(("", CENTER_NAMES.get(t.name, t.name)), []).append(entry)
+    return {
+        key: [(task_id, d) for _, task_id, d in sorted(entries)[-WINDOW:]]
+        for key, entries in runs.items()
+    }
+
+
+def _fleet(world: World, since: float) -> dict[tuple[str, str], Expectation]:
+    by_kind: dict[tuple[str, str], dict[str, float]] = {}
+    for (instance_id, name), runs in _windows(world, since).items():
+        service = world.instances[instance_id].service if instance_id else "dcs"
+        by_kind.setdefault((service, name), {}).update(runs)  # each task ID once
+    out = {}
+    for kind, durations in by_kind.items():
+        e = expectation_of(kind[1], durations.values())
+        assert e is not None
+        out[kind] = e
+    return out
+
+
+def _served(m: Metrics) -> dict[tuple[str, ...], float]:
+    """Every sample of the four families, by name and labels."""
+    return {
+        (s.name, *sorted(s.labels.items())): float(s.value)
+        for name in FAMILIES
+        for s in m.find(name)
+    }
+
+
+def _windows_older_than(sim: Sim, seconds: float) -> list[str]:
+    """Task-list requests whose window reaches further back than `seconds` ago."""
+    limit = time.time() - seconds
+    old = []
+    for r in sim.world.requests_for():
+        window = r.query.get("start_time") or r.query.get("begin_time")
+        if r.path.endswith("/tasks") and window:
+            at = datetime.strptime(window, "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
+            if at.timestamp() < limit:
+                old.append(r.path)
+    return old
+
+
+def test_history_teaches_expectations_counts_nothing_and_survives_sigkill(
+    sim: Sim, tmp_path: Path, exporters: Start
+) -> None:
+    w = sim.world
+    redis = w.add_instance("dcs", "redis-prod", PROJECT)
+    cache = w.add_instance("dcs", "redis-cache", PROJECT)
+    kafka = w.add_instance("kafka", "events", PROJECT)
+    w.add_history(redis.id, days=21, per_day=8)
+    w.add_history(cache.id, days=40, per_day=4)  # some of it beyond the 30-day horizon
+    # Two kinds only, so that each has more runs than the window holds.
+    w.add_history(kafka.id, days=21, per_day=8, names=("kafkaConfigModify", "modifyAutoTopic"))
+    instances = [instance_entry(w, i.id) for i in (redis, cache, kafka)]
+    config = write_config(
+        tmp_path / "c.yml",
+        config_doc(sim, instances, task_center=True, state_path=tmp_path / "s.db"),
+    )
+    since = time.time() - 30 * 86400
+    truth = _windows(w, since)
+    assert max(len(r) for r in truth.values()) == WINDOW  # the window is reached
+
+    exporter = exporters(config)
+    m = exporter.wait_for(
+        lambda m: (
+            all_up(m, 4) and len(m.find("huaweicloud_task_expected_duration_samples")) == len(truth)
+        ),
+        what="the expectations of every task list and name",
+    )
+    for (instance_id, name), runs in truth.items():
+        labels = {"instance_id": instance_id, "task_name": name}
+        expected = expectation_of(name, [d for _, d in runs])
+        assert expected is not None
+        assert m.one("huaweicloud_task_expected_duration_samples", **labels) == len(runs)
+        for q, value in expected.values:
+            served = m.one("huaweicloud_task_expected_duration_seconds", quantile=q, **labels)
+            assert served == pytest.approx(value, abs=0.01), (labels, q)
+    for (service, name), e in _fleet(w, since).items():
+        labels = {"cloud_service": service, "task_name": name}
+        assert m.one("huaweicloud_task_fleet_expected_duration_samples", **labels) == e.samples
+        for q, value in e.values:
+            served = m.one("huaweicloud_task_fleet_expected_duration_seconds", quantile=q, **labels)
+            assert served == pytest.approx(value, abs=0.01), (labels, q)
+    # Nothing of the history (nor of the baseline) is counted.
+    assert m.total("huaweicloud_task_finished_total") == 0
+    assert m.total("huaweicloud_task_duration_seconds_count") == 0
+    assert m.find("huaweicloud_task_finished_total")  # the series are there, at 0
+
+    # A run that finishes now is counted, and learned from.
+    before = m.one(
+        "huaweicloud_task_expected_duration_samples", instance_id=redis.id, task_name="modify"
+    )
+    now = time.time()
+    w.add_task(redis.id, "modify", "SUCCESS", now - 7, now - 2)
+    m = exporter.wait_for(
+        lambda m: m.total("huaweicloud_task_finished_total") == 2,
+        what="the new run counted by its instance and by the task center",
+    )
+    labels = {"instance_id": redis.id, "task_name": "modify", "status": "SUCCESS"}
+    assert m.one("huaweicloud_task_finished_total", **labels) == 1
+    assert m.total("huaweicloud_task_duration_seconds_count") == 2
+    after = m.one(
+        "huaweicloud_task_expected_duration_samples", instance_id=redis.id, task_name="modify"
+    )
+    assert after == before + 1
+    snapshot = _served(m)
+
+    exporter.stop(signal.SIGKILL)
+    w.requests.clear()
+    again = exporters(config)
+    m2 = again.wait_for(lambda m: all_up(m, 4), what="all up after the restart")
+    assert _served(m2) == snapshot
+    assert m2.total("huaweicloud_task_finished_total") == 2
+    assert _windows_older_than(sim, 4 * 86400) == []  # the history was not read again
