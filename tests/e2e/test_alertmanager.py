@@ -105,7 +105,7 @@ def _rules_with_floor(workdir: Path, floor: int) -> Path:
 def _alertmanager_config(receiver: Receiver) -> dict[str, Any]:
     """The shipped example: its routes and template; its receivers' addresses pointed at the
     test's webhook (one path per receiver), its waits shortened."""
-    doc = yaml.safe_load((ALERTMANAGER / "alertmanager.yml").read_text())
+    doc: dict[str, Any] = yaml.safe_load((ALERTMANAGER / "alertmanager.yml").read_text())
     doc["templates"] = [str(ALERTMANAGER / t) for t in doc["templates"]]
     doc["route"].update(group_wait="1s", group_interval="1s")
     for r in doc["receivers"]:
