@@ -1,8 +1,10 @@
 """The core: pure values and rules, no I/O.
 
 What a task list is (`tasklists`), a task record read leniently (`tasks`) and what it
-changed in words (`change`), the counting rules (`counting`: window, merge, summary), which
-replica owns what (`sharding`) and what discovery found (`instances`). Everything here is a
+changed in words (`change`), the counting rules (`counting`: window, merge, summary), how
+long each kind of task usually takes (`expectations`: the statistics, their bounds, the fleet
+pools and the stuck threshold's fallback), which replica owns what (`sharding`) and what
+discovery found (`instances`). Everything here is a
 function of its arguments, tested in-process in milliseconds.
 
 May import: the leaves (`exporter.config`, `exporter.text`). Nothing that talks to the

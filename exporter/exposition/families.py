@@ -30,7 +30,9 @@ if TYPE_CHECKING:
     from exporter.core.instances import DiscoveryHealth, InstanceInfo
 
 
-FamilyType = Literal["gauge", "counter", "histogram"]
+# "summary": only the quantiles of a sliding window (no `_count`/`_sum`, which would be
+# expected to be cumulative): a gauge may not carry a `quantile` label (promtool's lint).
+FamilyType = Literal["gauge", "counter", "histogram", "summary"]
 
 TASK_LABELS = (*TASKLIST_LABELS, "task_name", "status")
 NAME_LABELS = (*TASKLIST_LABELS, "task_name")
@@ -56,6 +58,7 @@ _SUFFIXES: dict[str, tuple[str, ...]] = {
     "gauge": ("",),
     "counter": ("_total",),
     "histogram": ("_bucket", "_count", "_sum"),
+    "summary": ("",),
 }
 
 
@@ -108,6 +111,8 @@ class Family:
             return CounterMetricFamily(self.name, self.help, labels=self.labels)
         if self.type == "histogram":
             return HistogramMetricFamily(self.name, self.help, labels=self.labels)
+        if self.type == "summary":
+            return Metric(self.name, self.help, "summary")
         return GaugeMetricFamily(self.name, self.help, labels=self.labels)
 
 
@@ -220,7 +225,7 @@ class TaskFamilies:
         )
         self.expected = Family(
             PREFIX + "expected_duration_seconds",
-            "gauge",
+            "summary",
             "How long a task of this name usually takes on this task list." + usual,
             EXPECTED_LABELS,
         )
@@ -232,7 +237,7 @@ class TaskFamilies:
         )
         self.fleet_expected = Family(
             PREFIX + "fleet_expected_duration_seconds",
-            "gauge",
+            "summary",
             "How long a task of this service and name usually takes across every task list "
             "of this exporter (each task once)." + usual,
             FLEET_LABELS,

@@ -46,6 +46,15 @@ def _gauge(family: Family) -> GaugeMetricFamily:
     return GaugeMetricFamily(family.name, family.help, labels=family.labels)
 
 
+def _quantiles(family: Family) -> Metric:
+    """A summary of quantiles only (see `FamilyType`): samples added one by one."""
+    return Metric(family.name, family.help, "summary")
+
+
+def _add(metric: Metric, family: Family, values: list[str], value: float) -> None:
+    metric.add_sample(family.name, dict(zip(family.labels, values, strict=True)), value)
+
+
 def collect_snapshot(f: TaskFamilies, snap: ExporterSnapshot) -> Iterator[Metric]:
     """Every task family of `snap` as prometheus_client objects with their samples."""
     recent, last_duration, last_finished = (
@@ -56,8 +65,8 @@ def collect_snapshot(f: TaskFamilies, snap: ExporterSnapshot) -> Iterator[Metric
     last_status, oldest, up = _gauge(f.last_status), _gauge(f.oldest), _gauge(f.up)
     last_failure, oldest_info = _gauge(f.last_failure), _gauge(f.oldest_info)
     last_success, poll_duration = _gauge(f.last_success), _gauge(f.poll_duration)
-    expected, expected_samples = _gauge(f.expected), _gauge(f.expected_samples)
-    fleet_expected, fleet_samples = _gauge(f.fleet_expected), _gauge(f.fleet_samples)
+    expected, expected_samples = _quantiles(f.expected), _gauge(f.expected_samples)
+    fleet_expected, fleet_samples = _quantiles(f.fleet_expected), _gauge(f.fleet_samples)
     finished = CounterMetricFamily(f.finished.name, f.finished.help, labels=f.finished.labels)
     for ts in snap.task_lists:
         tl = list(ts.task_list.labels)
@@ -80,7 +89,7 @@ def collect_snapshot(f: TaskFamilies, snap: ExporterSnapshot) -> Iterator[Metric
             oldest_info.add_metric([*tl, name, task_id, user, change], 1)
         for e in ts.expected:
             for q, value in e.values:
-                expected.add_metric([*tl, e.name, q], value)
+                _add(expected, f.expected, [*tl, e.name, q], value)
             expected_samples.add_metric([*tl, e.name], e.samples)
         if ts.polled:
             up.add_metric(tl, 1 if ts.up else 0)
@@ -99,7 +108,7 @@ def collect_snapshot(f: TaskFamilies, snap: ExporterSnapshot) -> Iterator[Metric
         durations.add_metric(list(h.labels), buckets, h.sum)
     for service, e in snap.fleet:
         for q, value in e.values:
-            fleet_expected.add_metric([service, e.name, q], value)
+            _add(fleet_expected, f.fleet_expected, [service, e.name, q], value)
         fleet_samples.add_metric([service, e.name], e.samples)
     info, discovery = _gauge(f.info), _gauge(f.discovery)
     for i in snap.instances:

@@ -2,8 +2,9 @@
 
 The configured targets and the task lists they yield (`targets`), the paging dialects of the
 task-list APIs (`dialects`), the scheduling arithmetic (`schedule`), the poller that walks a
-poll through read, merge, commit and publish (`poller`), and the restart-safe SQLite state
-(`state`, with its file's schema and guards in `statefile`).
+poll through read, merge, commit and publish (`poller`), the expected durations learned from
+polls and from each task list's history read once at first sight (`history`), and the
+restart-safe SQLite state (`state`, with its file's schema and guards in `statefile`).
 
 May import: the leaves, `exporter.core`, `exporter.cloud`, and `exporter.exposition` (a poll
 publishes into the snapshot store). Nothing of `exporter.web`.

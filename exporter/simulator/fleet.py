@@ -22,7 +22,7 @@ DEMO_INSTANCES: tuple[tuple[Service, str, str], ...] = (
 
 
 def demo_world(secret_key: str, seed: int = 7, now: float | None = None) -> World:
-    """A small fleet of all four services with history, a stuck task, and steady churn.
+    """A small fleet of all four services with weeks of history, a stuck task, and churn.
 
     Scripted tasks finish a few seconds after start, so the second poll already counts a
     success and a failure: every metric family has samples within seconds. Every task
@@ -45,6 +45,9 @@ def demo_world(secret_key: str, seed: int = 7, now: float | None = None) -> Worl
             world.add_task(
                 inst.id, names[i % len(names)], status, created, created + 20 + 40 * (i % 3)
             )
+        # Two weeks of successful runs too, for the expected durations to learn from
+        # (no failures: the demo's failures are the scripted ones).
+        world.add_history(inst.id, days=14, per_day=6, p_failed=0.0)
     world.add_task(ids["redis-prod"], "EXTEND", "EXECUTING", now - 3 * 3600, user_name="bob")
     world.add_task(None, "dcsExportJob", "SUCCESS", now - 7200, now - 7000, project_id=DEMO_PROJECT)
     world.add_task(

@@ -157,10 +157,10 @@ def test_landing_page_in_chromium_lists_failures_and_running_tasks_with_context(
     assert by_task[HOSTILE_NAME][3:5] == [evil.id, HOSTILE_USER]
 
     running_rows = _rows(page, "#running")
-    assert [row[2] for row in running_rows[1:]] == ["AddReplica", "BindEip"]  # newest first
-    assert running_rows[1][3:5] == [running.id, "carol"]
-    assert "replicas 1 -> 2" in running_rows[1][5]
-    assert running_rows[2][4] == HOSTILE_NAME
+    assert [row[4] for row in running_rows[1:]] == ["BindEip", "AddReplica"]  # oldest first
+    assert running_rows[2][5:7] == [running.id, "carol"]
+    assert "replicas 1 -> 2" in running_rows[2][7]
+    assert running_rows[1][6] == HOSTILE_NAME
 
     _assert_inert(page, errors)
     assert SECRET not in page.content()
@@ -207,3 +207,61 @@ def _rows(page: Page, table: str) -> list[list[str]]:
         [cell.inner_text() for cell in row.locator("th, td").all()]
         for row in page.locator(f"{table} tr").all()
     ]
+
+
+def test_landing_page_in_chromium_shows_each_task_once_oldest_first_with_usual_durations(
+    sim: Sim, tmp_path: Path, exporters: Start, page: Page
+) -> None:
+    """Weeks of history teach the exporter how long each kind takes; the page shows each
+    running task once (the task center lists the DCS ones too), oldest first, with its age
+    and usual duration, the one far past its kind's usual duration highlighted."""
+    w = sim.world
+    redis = w.add_instance("dcs", "redis-prod")
+    cache = w.add_instance("dcs", "redis-cache")
+    events = w.add_instance("kafka", "events")
+    w.add_history(redis.id, days=21, per_day=6, names=("EXTEND", "BindEip"))
+    w.add_history(cache.id, days=21, per_day=4)
+    w.add_history(events.id, days=21, per_day=4)
+    now = time.time()
+    # A resize running for 40 minutes (usually about 15): long, but within its threshold.
+    resize = w.add_task(redis.id, "EXTEND", "EXECUTING", now - 2400, user_name="alice")
+    # An EIP binding that usually takes 15 seconds, hanging for 20 minutes: stuck.
+    hung = w.add_task(cache.id, "BindEip", "EXECUTING", now - 1200, user_name="bob")
+    fresh = w.add_task(events.id, "kafkaConfigModify", "EXECUTING", now - 30, user_name="carol")
+    doc = config_doc(
+        sim,
+        [instance_entry(w, i.id) for i in (redis, cache, events)],
+        task_center=True,
+        state_path=tmp_path / "s.db",
+    )
+    proc = exporters(write_config(tmp_path / "c.yml", doc))
+    proc.wait_for(
+        lambda m: (
+            all_up(m, 4)
+            and m.value(
+                "huaweicloud_task_expected_duration_samples",
+                instance_id=redis.id,
+                task_name="EXTEND",
+            )
+            is not None
+            and bool(
+                m.find("huaweicloud_task_fleet_expected_duration_samples", cloud_service="kafka")
+            )
+        ),
+        what="the history read",
+    )
+
+    errors = _open(page, proc.url + "/")
+    rows = _rows(page, "#running")[1:]
+    assert [row[5] for row in rows] == [resize.id, hung.id, fresh.id]  # each once, oldest first
+    assert rows[0][1] == "40m 00s" or rows[0][1].startswith(("39m", "40m"))
+    assert rows[0][2].startswith("usually ")
+    assert "of this task list" not in rows[0][2]
+    assert "runs, this task list" in rows[0][2]
+    assert "stuck after" in rows[0][2]
+    assert "stuck: over 4m 00s" in rows[1][2]  # 15-second kind: the floor
+    assert rows[1][3].startswith("dcs redis-cache")  # the instance's row, not the center's
+    classes = [row.get_attribute("class") for row in page.locator("#running tr").all()[1:]]
+    assert classes == ["", "stuck", ""]
+    _assert_inert(page, errors)
+    _screenshot(page, "landing-page-usual-durations.png")

@@ -19,6 +19,11 @@ CONTRACT = {
     "huaweicloud_task_last_finished_timestamp_seconds": "gauge",
     "huaweicloud_task_last_status": "gauge",
     "huaweicloud_task_oldest_unfinished_start_timestamp_seconds": "gauge",
+    # Quantiles only: a gauge may not carry a quantile label (promtool's lint, checked below).
+    "huaweicloud_task_expected_duration_seconds": "summary",
+    "huaweicloud_task_expected_duration_samples": "gauge",
+    "huaweicloud_task_fleet_expected_duration_seconds": "summary",
+    "huaweicloud_task_fleet_expected_duration_samples": "gauge",
     "huaweicloud_task_up": "gauge",
     "huaweicloud_task_last_poll_success_timestamp_seconds": "gauge",
     "huaweicloud_task_poll_duration_seconds": "gauge",

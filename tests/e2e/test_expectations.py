@@ -10,6 +10,7 @@ a SIGKILL restart, which reads no history again.
 from __future__ import annotations
 
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from exporter.core.expectations import Expectation, expectation_of
-from exporter.simulator.world import CENTER_NAMES, World
+from exporter.simulator.world import CENTER_NAMES, Fault, World
 from tests.conftest import (
     PROJECT,
     ExporterProcess,
@@ -27,6 +28,7 @@ from tests.conftest import (
     all_up,
     config_doc,
     instance_entry,
+    run_once,
     write_config,
 )
 
@@ -165,3 +167,71 @@ def test_history_teaches_expectations_counts_nothing_and_survives_sigkill(
     assert _served(m2) == snapshot
     assert m2.total("huaweicloud_task_finished_total") == 2
     assert _windows_older_than(sim, 4 * 86400) == []  # the history was not read again
+
+
+def _newest_runs(world: World, instance_id: str, tasks: int) -> list[float]:
+    """The durations of the successful runs among the newest `tasks` tasks of an instance
+    (the first pages of its list, newest first)."""
+    listed = world.instance_tasks(instance_id)[:tasks]
+    return [t.updated_at - t.created_at for t in listed if t.status == "SUCCESS"]
+
+
+def test_once_exports_the_history_read_within_max_pages(sim: Sim, tmp_path: Path) -> None:
+    """`--once` waits for the history reads its polls started; a history longer than
+    http.max_pages keeps its newest pages (and says so) rather than failing."""
+    w = sim.world
+    redis = w.add_instance("dcs", "redis-prod", PROJECT)
+    w.add_history(redis.id, days=30, per_day=20)
+    doc = config_doc(sim, [instance_entry(w, redis.id)], state_path=tmp_path / "s.db")
+    doc["http"] = {**doc["http"], "page_size": 10, "max_pages": 5}
+    run = run_once(write_config(tmp_path / "c.yml", doc), "--log.level=info")
+    assert run.rc == 0, run.stderr
+    m = Metrics(run.stdout)
+    runs = _newest_runs(w, redis.id, 50)
+    assert m.total("huaweicloud_task_expected_duration_samples") == len(runs)
+    assert m.total("huaweicloud_task_finished_total") == 0
+    assert 'msg="history read"' in run.stderr
+    assert "truncated=True" in run.stderr
+    assert "pages=5" in run.stderr
+
+
+def test_a_kill_during_the_history_read_reads_it_again(
+    sim: Sim, tmp_path: Path, exporters: Start
+) -> None:
+    """The history's runs and its "read" mark go in one transaction: killed half-way, the
+    next start reads it all again, and the result is as if nothing had happened."""
+    w = sim.world
+    redis = w.add_instance("dcs", "redis-prod", PROJECT)
+    w.add_history(redis.id, days=21, per_day=10)
+    doc = config_doc(sim, [instance_entry(w, redis.id)], state_path=tmp_path / "s.db")
+    doc["http"] = {**doc["http"], "page_size": 20, "timeout": "5s"}
+    config = write_config(tmp_path / "c.yml", doc)
+    slow = w.add_fault(Fault(kind="latency", latency=0.5, instance_id=redis.id))
+    exporter = exporters(config)
+    exporter.wait_for(lambda m: all_up(m, 1), what="the baseline poll")  # one page
+    time.sleep(1.5)  # the history read (11 pages of 0.5 s) is a few pages in
+    exporter.stop(signal.SIGKILL)
+    peek = sqlite3.connect(str(tmp_path / "s.db"))
+    assert peek.execute("SELECT count(*) FROM history_read").fetchone() == (0,)
+    peek.close()
+    w.faults.remove(slow)
+    w.requests.clear()
+
+    truth = {
+        name: len(runs)
+        for (instance_id, name), runs in _windows(w, time.time() - 30 * 86400).items()
+        if instance_id == redis.id
+    }
+    again = exporters(config)
+    m = again.wait_for(
+        lambda m: (
+            all_up(m, 1)
+            and m.total("huaweicloud_task_expected_duration_samples") == sum(truth.values())
+        ),
+        what="the history read again",
+    )
+    assert _windows_older_than(sim, 20 * 86400)  # it was read again, back 30 days
+    for name, runs in truth.items():
+        labels = {"instance_id": redis.id, "task_name": name}
+        assert m.one("huaweicloud_task_expected_duration_samples", **labels) == runs
+    assert m.total("huaweicloud_task_finished_total") == 0

@@ -19,10 +19,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.core.counting import TaskSummary
+from exporter.core.expectations import Expectation
 from exporter.core.tasklists import TaskList
 from exporter.exposition.families import TaskFamilies
 from exporter.exposition.snapshot import SnapshotStore, TaskListSnapshot
-from exporter.web.landing import LANDING_CSP, LANDING_MAX_ROWS, render_landing
+from exporter.web.landing import LANDING_CSP, LANDING_MAX_ROWS, LANDING_REFRESH, render_landing
 from exporter.web.metrics import MetricsApp
 from exporter.web.routes import Router
 from tests.builders import task_list
@@ -106,7 +107,7 @@ def _parse(page: str) -> _Page:
     return parsed
 
 
-def test_failures_and_running_tasks_listed_newest_first_with_context(
+def test_failures_newest_first_running_tasks_oldest_first_with_context(
     store: SnapshotStore, served: Get
 ) -> None:
     now = time.time()
@@ -174,15 +175,17 @@ def test_failures_and_running_tasks_listed_newest_first_with_context(
     assert failures[4][0].endswith(" | 2h ago")
 
     running = tables["running"]
-    assert running[0][0] == "started"
-    assert [row[1:] for row in running[1:]] == [
-        [
-            "kafka kafka-prod | eu-de · i-kafka",
-            "modifyAutoTopic",
-            "t-topic",
-            "erin",
-            "",
-        ],
+    assert running[0] == [
+        "started",
+        "age",
+        "usual duration",
+        "task list",
+        "task",
+        "task ID",
+        "user",
+        "change",
+    ]
+    assert [row[3:] for row in running[1:]] == [
         [
             "dcs redis-prod | eu-de · i-redis",
             "AddReplica",
@@ -190,8 +193,18 @@ def test_failures_and_running_tasks_listed_newest_first_with_context(
             "carol",
             "replicas 1 -> 2",
         ],
+        [
+            "kafka kafka-prod | eu-de · i-kafka",
+            "modifyAutoTopic",
+            "t-topic",
+            "erin",
+            "",
+        ],
     ]
-    assert running[1][0].endswith(" | 30s ago")
+    assert running[1][0].endswith(" | 2m ago")
+    assert running[1][1] in ("2m 00s", "2m 01s")
+    # No history at all: the static default.
+    assert running[1][2] == "no history of 10+ runs | stuck after 30m 00s"
     assert len(tables["targets"]) == 4  # header and the three task lists, as before
 
 
@@ -229,15 +242,15 @@ def test_rows_are_capped_newest_kept(store: SnapshotStore, served: Get) -> None:
     page = served()[1]
     tables = _parse(page).tables
     failures = [row[3] for row in tables["failures"][1:]]
-    running = [row[3] for row in tables["running"][1:]]
+    running = [row[5] for row in tables["running"][1:]]
     assert len(failures) == len(running) == LANDING_MAX_ROWS
     expected = sorted(
         ((n * 10 + k, f"f-{n}-{k}") for n in range(30) for k in range(3)),
     )
     assert failures == [task_id for _, task_id in expected[:LANDING_MAX_ROWS]]
-    assert running[:3] == ["r-0-0", "r-0-1", "r-1-0"]
+    assert running[:3] == ["r-29-1", "r-29-0", "r-28-1"]  # the oldest kept
     assert f"Showing the newest {LANDING_MAX_ROWS} of 90." in page
-    assert f"Showing the newest {LANDING_MAX_ROWS} of 60." in page
+    assert f"Showing the oldest {LANDING_MAX_ROWS} of 60." in page
 
 
 def test_hostile_values_are_text_never_markup(store: SnapshotStore, served: Get) -> None:
@@ -264,7 +277,127 @@ def test_hostile_values_are_text_never_markup(store: SnapshotStore, served: Get)
     assert "b" not in parsed.tags
     assert "i" not in parsed.tags
     assert parsed.tables["failures"][1][2:] == [HOSTILE_NAME, "'id", HOSTILE_USER, HOSTILE_CHANGE]
-    assert parsed.tables["running"][1][2:] == [HOSTILE_USER, "<i>", HOSTILE_NAME, HOSTILE_CHANGE]
+    assert parsed.tables["running"][1][4:] == [HOSTILE_USER, "<i>", HOSTILE_NAME, HOSTILE_CHANGE]
     assert parsed.tables["targets"][1][4] == HOSTILE_NAME
     assert parsed.tables["failures"][1][1].startswith(f"dcs {HOSTILE_NAME} | ")
     assert "&quot;&#x27;&gt;&lt;img src=x onerror=window.__pwned=2&gt;" in page
+
+
+def _running_on(
+    store: SnapshotStore,
+    t: TaskList,
+    tasks: list[tuple[str, str, float]],
+    expected: tuple[Expectation, ...] = (),
+    up: bool = True,
+) -> None:
+    """`t` polled, with these (name, task ID, started) running and these expectations."""
+    store.publish_task_list(
+        TaskListSnapshot(
+            t,
+            polled=True,
+            up=up,
+            summary=TaskSummary(
+                oldest_unfinished=tuple((n, at) for n, _, at in tasks),
+                oldest_unfinished_info=tuple((n, i, "u", "") for n, i, _ in tasks),
+            ),
+            expected=expected,
+        )
+    )
+
+
+def test_running_tasks_against_their_usual_duration_own_then_fleet_then_default(
+    store: SnapshotStore,
+) -> None:
+    """The threshold follows the rules' order: own runs (10 or more), else the fleet's,
+    else 30 minutes; 3 x p95, at least 4 minutes. Past it, the row is highlighted."""
+    now = 1_800_000_000.0
+    a = _target("dcs", "i-a", "redis-a")
+    b = _target("dcs", "i-b", "redis-b")
+    store.set_task_lists([a, b])
+    _running_on(
+        store,
+        a,
+        [
+            ("EXTEND", "t-slow-ok", now - 3 * 3600),  # usual 1h-1h30m here: not stuck at 3h
+            ("BindEip", "t-eip", now - 300),  # usually 15-25 s: stuck after the 4m floor
+            ("modify", "t-modify", now - 1000),  # 3 runs here; the fleet's 40 say 5-20 s
+        ],
+        (
+            Expectation("EXTEND", 3600.0, 5400.0, 12),
+            Expectation("BindEip", 15.0, 25.0, 30),
+            Expectation("modify", 500.0, 900.0, 3),
+        ),
+    )
+    _running_on(store, b, [("AddReplica", "t-replica", now - 600)])  # no history: 30m
+    store.publish_fleet(
+        {
+            ("dcs", "modify"): Expectation("modify", 5.0, 20.0, 40),
+            ("dcs", "AddReplica"): Expectation("AddReplica", 60.0, 90.0, 9),  # too few
+        }
+    )
+    rows = _parse(render_landing(store.current, now)).tables["running"][1:]
+    by_id = {row[5]: row for row in rows}
+    assert [row[5] for row in rows] == ["t-slow-ok", "t-modify", "t-replica", "t-eip"]
+    assert by_id["t-slow-ok"][1:3] == [
+        "3h 00m",
+        "usually 1h 00m\u20131h 30m | p50\u2013p95 of 12 runs, this task list | stuck after 4h 30m",
+    ]
+    assert by_id["t-eip"][2] == (
+        "usually 15s\u201325s | p50\u2013p95 of 30 runs, this task list | stuck: over 4m 00s"
+    )
+    assert by_id["t-modify"][2] == (
+        "usually 5s\u201320s | p50\u2013p95 of 40 runs, all task lists | stuck: over 4m 00s"
+    )
+    assert by_id["t-replica"][2] == "no history of 10+ runs | stuck after 30m 00s"
+    page = render_landing(store.current, now)
+    assert page.count("<tr class='stuck'>") == 2
+    assert "<tr class='stuck'><td class='when'>" in page
+
+
+def test_each_task_once_failing_targets_first_and_the_page_refreshes(
+    store: SnapshotStore,
+) -> None:
+    """A DCS task listed by its instance and by the task center (under another name) shows
+    once, on its instance's row; a failing task list heads the targets."""
+    now = 1_800_000_000.0
+    ok = _target("dcs", "i-ok", "redis-ok")
+    redis = _target("dcs", "i-redis", "redis-prod")
+    center = _target("dcs", "", "")
+    store.set_task_lists([ok, redis, center])
+    _running_on(store, ok, [])
+    _running_on(store, center, [("ChangeInstanceSpec", "t-1", now - 60), ("x", "t-2", now)])
+    store.publish_task_list(
+        TaskListSnapshot(
+            redis,
+            polled=True,
+            up=False,
+            last_error="boom",
+            summary=TaskSummary(
+                oldest_unfinished=(("EXTEND", now - 60),),
+                oldest_unfinished_info=(("EXTEND", "t-1", "alice", ""),),
+                last_failure=(("BindEip", "t-3", "bob", "", now - 5),),
+            ),
+        )
+    )
+    store.publish_task_list(
+        TaskListSnapshot(
+            center,
+            polled=True,
+            up=True,
+            summary=TaskSummary(
+                oldest_unfinished=(("ChangeInstanceSpec", now - 60), ("x", now)),
+                oldest_unfinished_info=(
+                    ("ChangeInstanceSpec", "t-1", "alice", ""),
+                    ("x", "t-2", "", ""),
+                ),
+                last_failure=(("BindEip", "t-3", "bob", "", now - 5),),
+            ),
+        )
+    )
+    page = render_landing(store.current, now)
+    tables = _parse(page).tables
+    assert [(row[4], row[5]) for row in tables["running"][1:]] == [("EXTEND", "t-1"), ("x", "t-2")]
+    assert [row[3] for row in tables["failures"][1:]] == ["t-3"]
+    assert tables["failures"][1][1].startswith("dcs redis-prod")
+    assert [row[3] for row in tables["targets"][1:]] == ["i-redis", "i-ok", "(task center)"]
+    assert f'<meta http-equiv="refresh" content="{LANDING_REFRESH}">' in page
