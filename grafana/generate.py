@@ -48,6 +48,11 @@ INCREASE_10M = "huaweicloud_task:finished:increase10m"
 INCREASE_1D = "huaweicloud_task:finished:increase1d"
 INCREASE_1H = "huaweicloud_task:finished:increase1h"
 UNFINISHED_AGE = "huaweicloud_task:unfinished_age_seconds"
+RECENT_TASKS = "huaweicloud_task:recent_tasks:dedup"
+STUCK_AFTER = "huaweicloud_task:stuck_after_seconds"
+USUAL_DURATION = "huaweicloud_task:usual_duration_seconds"
+# The labels of one task name on one task list, as the recorded series carry them.
+TARGET_NAME = f"{TARGET}, task_name"
 STUCK_THRESHOLDS_FILE = (
     Path(__file__).resolve().parent.parent
     / "deploy"
@@ -564,6 +569,95 @@ STATUS_OVERRIDES = [
 ]
 
 
+def recent_failures_table() -> Json:
+    """The task lists and task names that failed in the last day, with the latest failed
+    task's ID, user and change: who to ask, about what, without opening another dashboard."""
+    failed = f'{INCREASE_1D}{{status="FAILED", {FLEET}}} > 0'
+    info = f"max by ({TARGET_NAME}, {CONTEXT}) ({LAST_FAILURE_INFO}{{{FLEET}}})"
+    # One info series per task list and task name, which group_left requires (replicas may
+    # briefly disagree on the latest failure).
+    latest = f"topk by ({TARGET_NAME}) (1, {info})"
+    return table(
+        "Recent failures (24h)",
+        "Per task list and task name with a FAILED task in the last day: how many failed, "
+        "and the latest failed task's ID, who started it and what it changed (from "
+        "huaweicloud_task_last_failure_info), each task once. Click an instance to open its "
+        "dashboard.",
+        [
+            target(
+                f"sort_desc(({failed}) * on ({TARGET_NAME}) group_left ({CONTEXT}) {latest})",
+                table=True,
+            )
+        ],
+        rename={
+            **TARGET_COLUMNS,
+            "task_name": "task_name",
+            "task_id": "Task ID",
+            "user_name": "Started by",
+            "change": "Change",
+            "Value": "Failed (24h)",
+        },
+        sort_by=("Failed (24h)", True),
+        overrides=[
+            override("Failed (24h)", decimals=0),
+            override("instance_id", links=instance_link()),
+        ],
+    )
+
+
+def running_against_usual_table() -> Json:
+    """Each running kind's age next to how long it usually takes and when it counts as stuck:
+    a 20-minute switchover and a 20-minute resize are not the same news."""
+    age = f"{UNFINISHED_AGE}{{{FLEET}}}"
+
+    def of_running(expr: str) -> str:
+        return f"{expr} and on ({TARGET_NAME}) {age}"
+
+    usual = f"max without (basis, quantile) ({USUAL_DURATION}{{quantile=%r, {FLEET}}})"
+    threshold = f"max without (basis) ({STUCK_AFTER}{{{FLEET}}})"
+    return table(
+        "Unfinished tasks by age, against their usual duration",
+        "Per task list and task name, how long the oldest task still CREATED, WAITING or "
+        "EXECUTING has been running, how long that kind usually takes (median and 95th "
+        "percentile learned by the exporter, from this task list's runs or the fleet's), "
+        "when it counts as stuck (huaweicloud_task:stuck_after_seconds), and the age as a "
+        "share of that threshold: red past 100 %, when HuaweiCloudTaskStuck fires. An empty "
+        "Usually column: too few runs to learn from, a static threshold applies. Click an "
+        "instance to open its dashboard.",
+        [
+            target(f"sort_desc({age})", ref="A", table=True),
+            target(of_running(usual.replace("%r", '"0.5"')), ref="B", table=True),
+            target(of_running(usual.replace("%r", '"0.95"')), ref="C", table=True),
+            target(of_running(threshold), ref="D", table=True),
+            target(f"{age} / on ({TARGET_NAME}) {threshold}", ref="E", table=True),
+        ],
+        rename={
+            **TARGET_COLUMNS,
+            "task_name": "task_name",
+            "Value #A": "Age",
+            "Value #B": "Usually (p50)",
+            "Value #C": "Usually (p95)",
+            "Value #D": "Stuck after",
+            "Value #E": "Of threshold",
+        },
+        sort_by=("Of threshold", True),
+        overrides=[
+            override("Age", unit="s"),
+            override("Usually (p50)", unit="s"),
+            override("Usually (p95)", unit="s"),
+            override("Stuck after", unit="s"),
+            override(
+                "Of threshold",
+                unit="percentunit",
+                decimals=0,
+                thresholds=thresholds((None, "green"), (0.5, "orange"), (1, "red")),
+                custom__cellOptions={"type": "color-background"},
+            ),
+            override("instance_id", links=instance_link()),
+        ],
+    )
+
+
 # -- the overview ----------------------------------------------------------------------------
 
 
@@ -588,9 +682,10 @@ def overview() -> Json:
         stat(
             "Running now",
             "Tasks created within the exporter's lookback that are CREATED, WAITING or "
-            "EXECUTING now, over the instance task lists (the task center repeats DCS tasks).",
-            f"sum(max by ({TARGET}, task_name, status) (huaweicloud_task_recent_tasks"
-            f'{{{UNFINISHED}, instance_id!="", {FLEET}}})) or vector(0)',
+            "EXECUTING now, each task once (recording rule huaweicloud_task:recent_tasks:dedup: "
+            "the instance task lists, and the DCS task center where instances are not polled "
+            "one by one).",
+            f"sum({RECENT_TASKS}{{{UNFINISHED}, {FLEET}}}) or vector(0)",
             steps=thresholds((None, "green"), (0.5, "blue")),
         ),
         stat(
@@ -640,18 +735,18 @@ def overview() -> Json:
         12,
         8,
     )
+    finished_1d = f"sum by (cloud_service, task_name) ({INCREASE_1D}{{{FLEET}}})"
+    failed_1d = f"sum by (cloud_service, task_name) ({INCREASE_1D}{{{FAILED}, {FLEET}}})"
     grid.add(
         panel(
             "bargauge",
             "Failure ratio per task name (1d)",
             "Share of the tasks finished in the last day that ended FAILED or DELETED, per "
-            "service and task name, over every region and project (the recording rule keeps "
-            "no region or project label; only the service filter applies). "
-            "HuaweiCloudTaskFailureRatioHigh fires above 25 %.",
+            "service and task name, in the selected regions and projects. "
+            "HuaweiCloudTaskFailureRatioHigh fires above 25 % over every region and project.",
             [
                 target(
-                    "sort_desc(cloud_service_task_name:huaweicloud_task_failure:ratio1d"
-                    '{cloud_service=~"$service"})',
+                    f"sort_desc(({failed_1d} or 0 * {finished_1d}) / ({finished_1d} > 0))",
                     "{{cloud_service}} {{task_name}}",
                     instant=True,
                 )
@@ -683,21 +778,11 @@ def overview() -> Json:
     grid.add(
         table(
             "Finished and failed per task name (1d)",
-            "Tasks finished and failed in the last day per service and task name, every "
-            "region and project together (recording rules *:increase1d).",
+            "Tasks finished and failed in the last day per service and task name, in the "
+            "selected regions and projects (recording rule huaweicloud_task:finished:increase1d).",
             [
-                target(
-                    "cloud_service_task_name:huaweicloud_task_finished:increase1d"
-                    '{cloud_service=~"$service"}',
-                    ref="A",
-                    table=True,
-                ),
-                target(
-                    "cloud_service_task_name:huaweicloud_task_failed:increase1d"
-                    '{cloud_service=~"$service"}',
-                    ref="B",
-                    table=True,
-                ),
+                target(finished_1d, ref="A", table=True),
+                target(f"{failed_1d} or 0 * {finished_1d}", ref="B", table=True),
             ],
             rename={
                 "cloud_service": "Service",
@@ -720,66 +805,45 @@ def overview() -> Json:
         9,
     )
 
+    grid.add(recent_failures_table(), 24, 8)
+
     grid.row("Running and stuck")
-    grid.add(
-        table(
-            "Unfinished tasks by age",
-            "Per task list and task name, how long the oldest task still CREATED, WAITING or "
-            "EXECUTING has been running (recording rule huaweicloud_task:unfinished_age_seconds, "
-            "deduplicated). Red past the default stuck threshold; task names may have their "
-            "own. Click an instance to open its dashboard.",
-            [target(f"sort_desc({UNFINISHED_AGE}{{{FLEET}}})", table=True)],
-            rename={
-                **TARGET_COLUMNS,
-                "task_name": "task_name",
-                "Value": "Age",
-            },
-            sort_by=("Age", True),
-            overrides=[
-                override(
-                    "Age",
-                    unit="s",
-                    thresholds=thresholds((None, "green"), (STUCK_DEFAULT_SECONDS, "red")),
-                    custom__cellOptions={"type": "color-background"},
-                ),
-                override("instance_id", links=instance_link()),
-            ],
-        ),
-        12,
-        9,
-    )
+    grid.add(running_against_usual_table(), 24, 9)
     grid.add(
         timeseries(
             "Running tasks by task name",
             "Tasks currently CREATED, WAITING or EXECUTING (created within the lookback), per "
-            "service and task name, over the instance task lists.",
+            "service and task name, each task once (recording rule "
+            "huaweicloud_task:recent_tasks:dedup).",
             [
                 target(
-                    f"sum by (cloud_service, task_name) (max by ({TARGET}, task_name, status) "
-                    f'(huaweicloud_task_recent_tasks{{{UNFINISHED}, instance_id!="", {FLEET}}}))',
+                    f"sum by (cloud_service, task_name) ({RECENT_TASKS}{{{UNFINISHED}, {FLEET}}})",
                     "{{cloud_service}} {{task_name}}",
                 )
             ],
             stacked=True,
         ),
         12,
-        9,
+        8,
     )
     grid.add(
         timeseries(
-            "Oldest unfinished task age by task name",
-            "Age of the oldest unfinished task of each name; the red line is the default stuck "
-            "threshold.",
+            "Oldest unfinished task against its stuck threshold",
+            "Age of the oldest unfinished task of each name, as a share of its stuck threshold "
+            "(huaweicloud_task:stuck_after_seconds: learned from the kind's usual duration, "
+            "your override, or the static fallback); HuaweiCloudTaskStuck fires above the red "
+            "line (100 %).",
             [
                 target(
-                    f"max by (cloud_service, task_name) ({UNFINISHED_AGE}{{{FLEET}}})",
+                    f"max by (cloud_service, task_name) ({UNFINISHED_AGE}{{{FLEET}}} "
+                    f"/ on ({TARGET_NAME}) {STUCK_AFTER}{{{FLEET}}})",
                     "{{cloud_service}} {{task_name}}",
                 )
             ],
-            unit="s",
-            threshold_line=STUCK_DEFAULT_SECONDS,
+            unit="percentunit",
+            threshold_line=1,
         ),
-        24,
+        12,
         8,
     )
 
@@ -1059,8 +1123,7 @@ def instance() -> Json:
         stat(
             "Running now",
             "Tasks of this instance CREATED, WAITING or EXECUTING now.",
-            "sum(max by (task_name, status) "
-            f"(huaweicloud_task_recent_tasks{{{UNFINISHED}, {INSTANCE}}})) or vector(0)",
+            f"sum({RECENT_TASKS}{{{UNFINISHED}, {INSTANCE}}}) or vector(0)",
             steps=thresholds((None, "green"), (0.5, "blue")),
         ),
         stat(
@@ -1174,11 +1237,30 @@ def instance() -> Json:
     grid.add(
         timeseries(
             "Unfinished task age by task name",
-            "Age of the oldest unfinished task of each name; the red line is the default stuck "
-            "threshold.",
-            [target(f"max by (task_name) ({UNFINISHED_AGE}{{{INSTANCE}}})", "{{task_name}}")],
+            "Age of the oldest unfinished task of each name, and (dashed) when that kind "
+            "counts as stuck: its threshold learned from its usual duration, your override or "
+            "the static fallback (huaweicloud_task:stuck_after_seconds).",
+            [
+                target(f"max by (task_name) ({UNFINISHED_AGE}{{{INSTANCE}}})", "{{task_name}}"),
+                target(
+                    f"max by (task_name) ({STUCK_AFTER}{{{INSTANCE}}}) "
+                    f"and on (task_name) max by (task_name) ({UNFINISHED_AGE}{{{INSTANCE}}})",
+                    "{{task_name}} stuck after",
+                    ref="B",
+                ),
+            ],
             unit="s",
-            threshold_line=STUCK_DEFAULT_SECONDS,
+            overrides=[
+                {
+                    "matcher": {"id": "byRegexp", "options": ".* stuck after"},
+                    "properties": [
+                        {
+                            "id": "custom.lineStyle",
+                            "value": {"dash": [10, 10], "fill": "dash"},
+                        }
+                    ],
+                }
+            ],
         ),
         12,
         9,

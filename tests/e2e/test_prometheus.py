@@ -11,15 +11,9 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import socket
-import subprocess
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -37,6 +31,7 @@ from tests.conftest import (
     write_config,
 )
 from tests.dashboard_queries import panel_queries, substitute
+from tests.e2e.stack import Prometheus, wait
 
 Start = Callable[..., ExporterProcess]
 RULES = ROOT / "deploy" / "prometheus" / "rules"
@@ -46,95 +41,15 @@ STUCK_THRESHOLD = 20  # seconds, for EXTEND in this test (the shipped threshold 
 SECRET = "Pa55-w0rd-e2e-7f3a"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Prometheus:
-    def __init__(self, workdir: Path, exporter_port: int, extend_threshold: int | None) -> None:
-        binary = shutil.which("prometheus")
-        assert binary, "prometheus not found: run ./scripts/test (installs Debian's prometheus)"
-        self.port = _free_port()
-        # The shipped rules, and the shipped thresholds (EXTEND lowered for a short test).
-        thresholds = yaml.safe_load((RULES / "huaweicloud-task.stuck-thresholds.yml").read_text())
-        for rule in thresholds["groups"][0]["rules"]:
-            if extend_threshold and rule.get("labels", {}).get("task_name") == "EXTEND":
-                rule["expr"] = f"vector({extend_threshold})"
-        (workdir / "thresholds.yml").write_text(yaml.safe_dump(thresholds))
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [
-                str(RULES / "huaweicloud-task.rules.yml"),
-                str(workdir / "thresholds.yml"),
-            ],
-            "scrape_configs": [
-                {
-                    "job_name": "huaweicloud-task-exporter",
-                    "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
-                }
-            ],
-        }
-        (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self.log = (workdir / "prometheus.log").open("w")
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={workdir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise AssertionError(
-            "Prometheus did not become ready: " + (workdir / "prometheus.log").read_text()[-2000:]
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def api(self, path: str, **params: str) -> Any:
-        url = f"{self.url}/api/v1/{path}"
-        if params:
-            url += "?" + urllib.parse.urlencode(params)
-        try:
-            with urllib.request.urlopen(url, timeout=10) as resp:
-                body = json.load(resp)
-        except urllib.error.HTTPError as err:
-            body = json.load(err)
-        return body
-
-    def query(self, expr: str) -> dict[str, Any]:
-        return self.api("query", query=expr)  # type: ignore[no-any-return]
-
-    def firing(self, alertname: str) -> list[dict[str, str]]:
-        return [a["labels"] for a in self.firing_alerts(alertname)]
-
-    def firing_alerts(self, alertname: str) -> list[dict[str, Any]]:
-        """The firing alerts of that name, labels and annotations as Prometheus renders them."""
-        alerts = self.api("alerts")["data"]["alerts"]
-        return [
-            a for a in alerts if a["labels"]["alertname"] == alertname and a["state"] == "firing"
-        ]
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+def _thresholds(workdir: Path, extend_threshold: int | None) -> Path:
+    """The shipped thresholds, EXTEND's lowered for a short test."""
+    thresholds = yaml.safe_load((RULES / "huaweicloud-task.stuck-thresholds.yml").read_text())
+    for rule in thresholds["groups"][0]["rules"]:
+        if extend_threshold and rule.get("labels", {}).get("task_name") == "EXTEND":
+            rule["expr"] = f"vector({extend_threshold})"
+    path = workdir / "thresholds.yml"
+    path.write_text(yaml.safe_dump(thresholds))
+    return path
 
 
 @pytest.fixture
@@ -144,7 +59,12 @@ def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
     def start(port: int, extend_threshold: int | None = STUCK_THRESHOLD) -> Prometheus:
         workdir = tmp_path / "prometheus"
         workdir.mkdir()
-        prom = Prometheus(workdir, port, extend_threshold)
+        rules = [
+            RULES / "huaweicloud-task.rules.yml",
+            _thresholds(workdir, extend_threshold),
+            RULES / "huaweicloud-task.stuck-overrides.yml",
+        ]
+        prom = Prometheus(workdir, port, rules)
         started.append(prom)
         return prom
 
@@ -153,13 +73,7 @@ def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
         prom.stop()
 
 
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+_wait = wait
 
 
 @pytest.mark.slow
@@ -208,6 +122,19 @@ def test_alerts_fire_and_every_dashboard_query_returns_data(
     )
     passing = w.add_task(kafka.id, "modifyAutoTopic", "EXECUTING", now - 3)
     w.add_task(kafka.id, "changeRetentionPolicy", "EXECUTING", now - 2)  # still running
+    # History of the running kinds, read at first sight: their usual duration (12 runs
+    # each, so that they have one of their own) shows beside their age.
+    w.add_task(redis.id, "AddWhitelist", "EXECUTING", now - 2)  # the same, on DCS
+    for i in range(12):
+        at = now - 86400 * (i + 1)
+        w.add_task(redis.id, "AddWhitelist", "SUCCESS", at, at + 10 + i)
+        w.add_task(
+            kafka.id,
+            "changeRetentionPolicy",
+            "SUCCESS",
+            now - 86400 * (i + 1),
+            now - 86400 * (i + 1) + 100 + 5 * i,
+        )
     doc = config_doc(
         sim,
         [instance_entry(w, i.id) for i in (redis, kafka, mq, rmq)],
@@ -295,23 +222,58 @@ def test_alerts_fire_and_every_dashboard_query_returns_data(
     assert prom.firing("HuaweiCloudTaskExporterDown") == []
     assert prom.firing("HuaweiCloudTaskExporterAbsent") == []
 
-    values = {"region": REGION, "project": PROJECT, "service": ".*", "instance": kafka.id}
+    # Every variable at "all", then region and project set and each service with tasks in
+    # turn (with its instance): every query runs, and none comes back empty with everything
+    # selected. With one service selected, the panels this exporter's set-ups rely on (the
+    # task panels) must still answer; the API panels of a service without API trouble may
+    # rightly be empty.
+    settings = [
+        ({"region": ".*", "project": ".*", "service": ".*", "instance": kafka.id}, True),
+        ({"region": REGION, "project": PROJECT, "service": ".*", "instance": kafka.id}, True),
+        ({"region": REGION, "project": PROJECT, "service": "kafka", "instance": kafka.id}, False),
+        ({"region": REGION, "project": PROJECT, "service": "dcs", "instance": redis.id}, False),
+    ]
+    must_answer = {
+        "Running now",
+        "Failed (24h)",
+        "Finished (24h)",
+        "Failure ratio per task name (1d)",
+        "Finished and failed per task name (1d)",
+        "Recent failures (24h)",
+        "Unfinished tasks by age, against their usual duration",
+        "Oldest unfinished task against its stuck threshold",
+        "Running tasks by task name",
+    }
     dashboards = sorted(DASHBOARDS.glob("*.json"))
     assert len(dashboards) == 2
     checked, problems = 0, []
-    for path in dashboards:
-        for title, expr in panel_queries(json.loads(path.read_text())):
-            query = substitute(expr, values)
-            # Every Grafana variable filled in (label_replace()'s $1 is none).
-            assert not re.search(r"\$(?!\d)", query), (path.name, title, query)
-            answer = prom.query(query)
-            checked += 1
-            if answer.get("status") != "success":
-                problems.append(f"{path.name} / {title}: {answer.get('error')}: {query}")
-            elif not answer["data"]["result"]:
-                problems.append(f"{path.name} / {title}: no data: {query}")
-    assert checked >= 20
+    for values, all_have_data in settings:
+        for path in dashboards:
+            for title, expr in panel_queries(json.loads(path.read_text())):
+                query = substitute(expr, values)
+                # Every Grafana variable filled in (label_replace()'s $1 is none).
+                assert not re.search(r"\$(?!\d)", query), (path.name, title, query)
+                answer = prom.query(query)
+                checked += 1
+                where = f"{values['service']}: {path.name} / {title}"
+                if answer.get("status") != "success":
+                    problems.append(f"{where}: {answer.get('error')}: {query}")
+                elif not answer["data"]["result"] and (all_have_data or title in must_answer):
+                    problems.append(f"{where}: no data: {query}")
+    assert checked >= 80
     assert not problems, "\n".join(problems)
+    # A service filter that selects nothing shows nothing: the filters are applied.
+    none = {"region": REGION, "project": PROJECT, "service": "rocketmq", "instance": rmq.id}
+    overview = json.loads((DASHBOARDS / "huaweicloud-task-overview.json").read_text())
+    for title, expr in panel_queries(overview):
+        if title in {"Recent failures (24h)", "Failure ratio per task name (1d)"}:
+            assert prom.query(substitute(expr, none))["data"]["result"] == [], title
+        if title == "Recent failures (24h)":
+            dcs_only = settings[-1][0]
+            rows = prom.query(substitute(expr, dcs_only))["data"]["result"]
+            assert [(r["metric"]["task_id"], r["metric"].get("user_name", "")) for r in rows] == [
+                (resize.id, "alice")
+            ]
 
 
 @pytest.mark.slow

@@ -77,7 +77,7 @@ def test_prometheus_config_with_the_shipped_rules_is_valid(tmp_path: Path) -> No
         check=False,
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "SUCCESS: 2 rule files found" in run.stdout
+    assert "SUCCESS: 3 rule files found" in run.stdout
     shipped = yaml.safe_load(
         (ROOT / "deploy/prometheus/rules/huaweicloud-task.rules.yml").read_text()
     )

@@ -93,7 +93,9 @@ REQUIRED_TITLES = {
         "Finished tasks per hour by status",
         "Failed tasks per hour by service and task name",
         "Failure ratio per task name (1d)",
-        "Unfinished tasks by age",
+        "Recent failures (24h)",
+        "Unfinished tasks by age, against their usual duration",
+        "Oldest unfinished task against its stuck threshold",
         "Running tasks by task name",
         "Slowest task types (1d)",
         "Task duration p95 (1h window)",
@@ -393,7 +395,9 @@ def test_selectors_filter_by_the_variables(name: str) -> None:
             )
             # Info series are only joined onto deduplicated recorded series, on instance_id:
             # the task center's context goes with the task center's failures, never counted.
-            joined_info = metric.endswith("_info") and "group_left (context)" in expr
+            joined_info = metric.endswith("_info") and (
+                "group_left (context)" in expr or "group_left (task_id, user_name, change)" in expr
+            )
             if "overview" in name and raw_task_family and not joined_info:
                 # The DCS task center repeats DCS instance tasks: read one view only.
                 assert 'instance_id!=""' in matchers or 'source="instance"' in matchers, (
@@ -448,8 +452,9 @@ def test_recording_rules_are_used() -> None:
         "huaweicloud_task:finished:increase1h",
         "huaweicloud_task:finished:increase1d",
         "huaweicloud_task:unfinished_age_seconds",
-        "cloud_service_task_name:huaweicloud_task_failure:ratio1d",
-        "cloud_service_task_name:huaweicloud_task_finished:increase1d",
+        "huaweicloud_task:recent_tasks:dedup",
+        "huaweicloud_task:stuck_after_seconds",
+        "huaweicloud_task:usual_duration_seconds",
     ):
         assert record in used, record
         assert record in recorded_names(), record

@@ -26,7 +26,11 @@ def promtool() -> str:
 
 def rule_files() -> list[Path]:
     files = sorted(RULES_DIR.glob("*.yml"))
-    assert len(files) == 2
+    assert [f.name for f in files] == [
+        "huaweicloud-task.rules.yml",
+        "huaweicloud-task.stuck-overrides.yml",
+        "huaweicloud-task.stuck-thresholds.yml",
+    ]
     return files
 
 
@@ -125,3 +129,39 @@ def test_task_alerts_read_their_context_only_in_annotations(name: str, info: str
         for label in ("cloud_service", "region", "project_id", "instance_id", "task_name"):
             assert f"{label}=%q" in text, (name, key, label)
             assert f"$labels.{label}" in text, (name, key, label)
+
+
+def test_overrides_are_empty_as_shipped_and_win_in_the_threshold() -> None:
+    """The user's file starts empty, so that upgrading the shipped rules never overwrites a
+    choice; the threshold reads it first."""
+    doc = yaml.safe_load((RULES_DIR / "huaweicloud-task.stuck-overrides.yml").read_text())
+    assert [g["rules"] for g in doc["groups"]] == [[]]
+    records = {
+        r["record"]: r["expr"]
+        for path in rule_files()
+        for g in yaml.safe_load(path.read_text())["groups"]
+        for r in g["rules"]
+        if "record" in r
+    }
+    threshold = records["huaweicloud_task:stuck_after_seconds"]
+    order = [
+        "huaweicloud_task:stuck_threshold_override_seconds",
+        "huaweicloud_task:usual_duration_seconds",
+        "huaweicloud_task:stuck_threshold_seconds)",
+        "huaweicloud_task:stuck_threshold_default_seconds",
+    ]
+    assert [threshold.index(name) for name in order] == sorted(
+        threshold.index(name) for name in order
+    )
+
+
+def test_every_rule_file_is_in_every_promtool_test_or_replaced_by_a_test_copy() -> None:
+    """A test file that left out a shipped file would test other rules than those shipped."""
+    shipped = {p.name for p in rule_files()}
+    for path in TESTS_DIR.glob("*.test.yml"):
+        listed = yaml.safe_load(path.read_text())["rule_files"]
+        names = {Path(f).name for f in listed if f.startswith("../rules/")}
+        local = [f for f in listed if not f.startswith("../rules/")]
+        assert names | ({"huaweicloud-task.stuck-overrides.yml"} if local else set()) == shipped, (
+            path.name
+        )
