@@ -1,7 +1,8 @@
 """The configuration: a leaf package that imports nothing else of the exporter.
 
 The file's schema (`schema`), its building blocks (`base`: strict models, cross-field checks,
-durations), the credential sources (`credentials`), reading a file (`loading`, over the YAML
+durations), the credential sources (`credentials`), what a reload changes (`changes`),
+the effective configuration as YAML (`effective`), reading a file (`loading`, over the YAML
 events of `yamlevents`), secrets (`secrets`). Everything the rest of the exporter uses is
 re-exported here (and pinned by tests/config/test_public_names.py), so callers import from
 `exporter.config` and never need to know which module holds a name.
@@ -17,6 +18,7 @@ from exporter.config.base import (
     format_path,
     parse_duration,
 )
+from exporter.config.changes import ConfigChanges, compare
 from exporter.config.credentials import (
     CREDENTIAL_SOURCES,
     AkSkCredentials,
@@ -26,6 +28,7 @@ from exporter.config.credentials import (
     MetadataCredentials,
     PasswordCredentials,
 )
+from exporter.config.effective import effective_yaml
 from exporter.config.loading import (
     MAX_CONFIG_BYTES,
     ConfigError,
@@ -66,6 +69,7 @@ __all__ = [
     "AnyCredentials",
     "Cloud",
     "Config",
+    "ConfigChanges",
     "ConfigError",
     "Credentials",
     "DiscoverConfig",
@@ -79,6 +83,8 @@ __all__ = [
     "Problem",
     "Service",
     "TargetConfig",
+    "compare",
+    "effective_yaml",
     "format_duration",
     "format_path",
     "load_config",

@@ -152,6 +152,8 @@ class MergeResult:
     summary: TaskSummary
     counted: int = 0
     forgotten: list[str] = field(default_factory=list)
+    # Tasks first seen with an absurd creation date (taken as unknown), to be said once.
+    absurd_dates: list[str] = field(default_factory=list)
 
 
 def window_start(state: TaskListState, now: float, config: Config) -> float:
@@ -259,10 +261,13 @@ def merge(
     tasks = dict(state.tasks)
     counted = 0
     forgotten: list[str] = []
+    absurd: list[str] = []
     fetched_ids = set()
     for t in fetched:
         fetched_ids.add(t.id)
         old = tasks.get(t.id)
+        if old is None and t.date_absurd:
+            absurd.append(t.id)
         if t.created_at is not None:
             created, known = t.created_at, True
         elif old is not None:
@@ -314,7 +319,7 @@ def merge(
             tasks[task_id] = row
     after = apply_commit(state, commit)
     summary = summary_of(task_list, after, now, config)
-    return MergeResult(commit, after, summary, counted, forgotten)
+    return MergeResult(commit, after, summary, counted, forgotten, absurd)
 
 
 def apply_commit(

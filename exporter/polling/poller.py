@@ -55,6 +55,8 @@ class Poller:
         self._attempted: set[str] = set()
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._stop: asyncio.Event | None = None
+        self._paused = False  # from pause() to resume(): a reload is swapping the settings
+        self.commit_failure: str | None = None  # why the last commit failed, until one works
 
     # -- health inputs from the app -----------------------------------------------------
 
@@ -126,7 +128,7 @@ class Poller:
                     "fields": {"added": len(added), "removed": len(removed), "total": len(wanted)}
                 },
             )
-        if self._stop is None:
+        if self._stop is None or self._paused:
             return
         for key in removed:
             loop = self._loops.pop(key, None)
@@ -142,6 +144,39 @@ class Poller:
             self._loops[task_list.key] = spawn(
                 self._loop(task_list.key, first, interval, self._stop), f"poll {task_list.key}"
             )
+
+    # -- reload -------------------------------------------------------------------------
+
+    async def pause(self) -> None:
+        """Stop every poll loop, and wait until they are gone.
+
+        A poll in flight is cancelled at the await it is in, which is always before its
+        commit (the commit and the publish run without an await), so it commits nothing and
+        the next poll reads the same window again: no task is lost or counted twice.
+        """
+        self._paused = True
+        loops = list(self._loops.values())
+        self._loops.clear()
+        for task in loops:
+            task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+
+    def reconfigure(self, config: Config, client: CloudClient, snapshots: SnapshotStore) -> None:
+        """New settings, cloud client and snapshot store, taken while paused."""
+        assert self._paused
+        self.config = config
+        self.client = client
+        self.reader = TaskReader(client)
+        self.snapshots = snapshots
+        self.sem = asyncio.Semaphore(config.http.max_concurrency)
+        self._endpoint_slots = max(1, (config.http.max_concurrency + 1) // 2)
+        self._endpoint_sems = {}
+
+    def resume(self) -> None:
+        """Poll again, every task list spread over one interval from now (as at start)."""
+        self._paused = False
+        if self._stop is not None:
+            self._start_loops(list(self.task_lists.values()))
 
     # -- one poll -----------------------------------------------------------------------
 
@@ -165,7 +200,15 @@ class Poller:
                 config=self.config,
             )
             t0 = time.monotonic()
-            committed = self.store.commit(merged.commit)
+            try:
+                committed = self.store.commit(merged.commit)
+            except StateError as exc:
+                # Its own signal: a full disk is not a cloud outage. Nothing of the poll is
+                # kept, so the next poll that can write counts its tasks exactly once.
+                self.metrics.state_commit_failures.inc()
+                self.commit_failure = str(exc)
+                raise
+            self.commit_failure = None
             self.metrics.state_commit_duration.observe(time.monotonic() - t0)
             if merged.commit.events:
                 self.write_events()
@@ -191,6 +234,20 @@ class Poller:
                             "tasks": len(fetched.tasks),
                             "counted": merged.counted,
                             "baseline": state.baseline_at is None,
+                        }
+                    },
+                )
+            if merged.absurd_dates:
+                self.metrics.tasks_date_ignored.labels(task_list.service, task_list.region).inc(
+                    len(merged.absurd_dates)
+                )
+                log.warning(
+                    "tasks with an absurd creation date; taken as unknown and counted",
+                    extra={
+                        "fields": {
+                            "target": task_list.key,
+                            "tasks": len(merged.absurd_dates),
+                            "task_id": merged.absurd_dates[0],
                         }
                     },
                 )
@@ -275,7 +332,10 @@ class Poller:
     # -- health -------------------------------------------------------------------------
 
     def healthy(self) -> tuple[bool, str]:
-        """Alive when some poll finished within three intervals (or we just started)."""
+        """Alive when some poll finished within three intervals (or we just started), and
+        the last commit to the state file worked."""
+        if self.commit_failure is not None:
+            return False, f"cannot write the state file: {self.commit_failure}"
         limit = 3 * self.config.poll_interval
         ref = max(self._last_activity or 0.0, self.started_monotonic)
         age = time.monotonic() - ref

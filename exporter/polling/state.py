@@ -26,9 +26,16 @@ from exporter.core.counting import (
     TaskRow,
     apply_commit,
 )
-from exporter.polling.statefile import SCHEMA_VERSION, StateError, StateFile
+from exporter.polling.statefile import SCHEMA_VERSION, StateError, StateFile, StateInUse
 
-__all__ = ["FLUSH_INTERVAL", "SCHEMA_VERSION", "Committed", "StateError", "StateStore"]
+__all__ = [
+    "FLUSH_INTERVAL",
+    "SCHEMA_VERSION",
+    "Committed",
+    "StateError",
+    "StateInUse",
+    "StateStore",
+]
 
 # Quiet polls (nothing changed but the watermark) are written together at most this often:
 # a watermark that is a few seconds old only makes the next read after a crash a little
@@ -52,9 +59,11 @@ class StateStore:
     """The task lists' state: the file is the durable copy, memory the working one, and
     every commit updates both."""
 
-    def __init__(self, path: Path, buckets: Sequence[float]) -> None:
+    def __init__(self, path: Path, buckets: Sequence[float], in_memory: bool = False) -> None:
+        """`in_memory`: a copy of the file's state, polled into memory and never written back
+        (`--once` beside a running exporter)."""
         self.path = path
-        self.file = StateFile(path, buckets)
+        self.file = StateFile(path, buckets, in_memory)
         self.db = self.file.db
         self.buckets_changed = self.file.buckets_changed
         # The state of each task list in use, loaded once.
@@ -75,6 +84,13 @@ class StateStore:
                 with self.file.transaction():
                     self._write_pending()
         self.file.close()
+
+    def use_buckets(self, buckets: Sequence[float]) -> bool:
+        """Another histogram layout (a reload): True when the stored histograms restart."""
+        try:
+            return self.file.use_buckets(buckets)
+        except sqlite3.Error as exc:
+            raise self.file.explain(exc) from None
 
     # -- reading -------------------------------------------------------------------------
 

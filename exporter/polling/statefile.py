@@ -83,6 +83,10 @@ class StateError(Exception):
     """The state file cannot be used; the message says what to do."""
 
 
+class StateInUse(StateError):
+    """Another exporter process holds the state file."""
+
+
 def _identity(path: Path) -> tuple[int, int] | None:
     """The (st_dev, st_ino) the path names now, None when it names nothing."""
     try:
@@ -112,12 +116,23 @@ def explain(path: Path, exc: Exception) -> StateError:
 class StateFile:
     """The open, locked database: its connection, its transactions, its health."""
 
-    def __init__(self, path: Path, buckets: Sequence[float]) -> None:
+    def __init__(self, path: Path, buckets: Sequence[float], in_memory: bool = False) -> None:
         self.path = path
         self._db_file: int | None = None  # our own descriptor of the database, flock()ed
         self._identity: tuple[int, int] | None = None  # its (st_dev, st_ino)
         self._wal_identity: tuple[int, int] | None = None
         self.broken: str | None = None  # why the file can no longer be used, once it cannot
+        self.in_memory = in_memory
+        if in_memory:
+            self.db = self._copy_in_memory()
+            try:
+                self.db.executescript(_SCHEMA)
+                self._check_version()
+                self._check_buckets(buckets)
+            except sqlite3.Error as exc:
+                self.db.close()
+                raise explain(path, exc) from None
+            return
         self._acquire_lock()
         try:
             # The resolved path, so the journal files sit next to the real file however it
@@ -149,6 +164,28 @@ class StateFile:
             self._release_lock()
             raise
 
+    def _copy_in_memory(self) -> sqlite3.Connection:
+        """A private copy of the state in memory, read from the file without writing to it
+        and without its lock (another exporter may be running on it: `--once` beside it).
+
+        SQLite's backup reads one consistent snapshot, the WAL's committed pages included.
+        """
+        memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        if not self.path.exists():
+            return memory
+        try:
+            uri = f"{self.path.resolve().as_uri()}?mode=ro"
+            source = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            try:
+                source.execute("PRAGMA busy_timeout=5000")
+                source.backup(memory)
+            finally:
+                source.close()
+        except sqlite3.Error as exc:
+            memory.close()
+            raise explain(self.path, exc) from None
+        return memory
+
     # -- file handling -------------------------------------------------------------------
 
     def _acquire_lock(self) -> None:
@@ -175,7 +212,7 @@ class StateFile:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
-            raise StateError(
+            raise StateInUse(
                 f"the state file {self.path} is in use by another exporter process "
                 "(perhaps under another name: a symlink or hard link to the same file); "
                 "each exporter needs its own state file"
@@ -198,6 +235,8 @@ class StateFile:
         Commits would go on into a file no one will open again, and be lost at the next
         start; so from then on every commit fails, loudly, until the exporter is restarted.
         """
+        if self.in_memory:
+            return
         if self.broken is None:
             problem = None
             if _identity(self.path) != self._identity:
@@ -272,6 +311,12 @@ class StateFile:
                 (series, total, count),
             )
         self.db.execute("DROP TABLE durations")
+
+    def use_buckets(self, buckets: Sequence[float]) -> bool:
+        """Take another histogram layout in a running process (a reload); True if it differs
+        from the stored one, whose observations are then dropped."""
+        self._check_buckets(buckets)
+        return self.buckets_changed
 
     def _check_buckets(self, buckets: Sequence[float]) -> None:
         self.bucket_count = len(buckets) + 1

@@ -19,6 +19,7 @@ PUBLIC = {
     "CREDENTIAL_SOURCES",
     "Cloud",
     "Config",
+    "ConfigChanges",
     "ConfigError",
     "Credentials",
     "DEFAULT_BUCKETS",
@@ -43,6 +44,8 @@ PUBLIC = {
     "SERVICES",
     "Service",
     "TargetConfig",
+    "compare",
+    "effective_yaml",
     "format_duration",
     "format_path",
     "load_config",
@@ -62,7 +65,16 @@ def test_every_public_name_is_there() -> None:
 
 def test_nothing_else_public_leaks_out() -> None:
     """Besides the submodules, nothing public that `__all__` does not name."""
-    submodules = {"base", "credentials", "loading", "schema", "secrets", "yamlevents"}
+    submodules = {
+        "base",
+        "changes",
+        "credentials",
+        "effective",
+        "loading",
+        "schema",
+        "secrets",
+        "yamlevents",
+    }
     extra = {
         name
         for name in vars(exporter.config)
