@@ -26,7 +26,8 @@ def _is_duration(info: FieldInfo | None) -> bool:
 def _plain(value: Any, info: FieldInfo | None = None, name: str = "") -> Any:
     if value is None:
         return None
-    if isinstance(value, SecretStr) or name in SECRET_FIELDS:
+    # A secret file's path too: a secret pasted into a `*_file` key is then the path.
+    if isinstance(value, SecretStr) or name.removesuffix("_file") in SECRET_FIELDS:
         return REDACTED
     if isinstance(value, BaseModel):
         return {

@@ -68,7 +68,7 @@ def _counts(m: Metrics, instance_id: str) -> Counter[tuple[str, str]]:
 
 
 def _target(doc: dict[str, Any], instances: list[dict[str, str]]) -> dict[str, Any]:
-    target = copy.deepcopy(doc["targets"][0])
+    target: dict[str, Any] = copy.deepcopy(doc["targets"][0])
     target["instances"] = instances
     return target
 
