@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from exporter.aio import spawn, wait_stopped
+from exporter.aio import spawn, wait_stopped, within
 from exporter.cloud.client import ApiError, CloudClient
 from exporter.config import Config
 from exporter.core.counting import merge, summary_of, window_start
@@ -281,12 +281,35 @@ class Poller:
         return False
 
     async def _poll_limited(self, task_list: TaskList) -> bool:
+        """A poll once it has its endpoint's slot and a global one; a poll that cannot even
+        start within one interval (queued behind a hanging endpoint) is reported down, so
+        its alert can fire, instead of having no `up` at all."""
         endpoint = self.client.parsed(task_list.base_url)[1]  # parsed once, not every poll
         sem = self._endpoint_sems.get(endpoint)
         if sem is None:
             sem = self._endpoint_sems[endpoint] = asyncio.Semaphore(self._endpoint_slots)
-        async with sem, self.sem:
+        sems = (sem, self.sem)
+        try:
+            await within(_acquire(sems), self.config.poll_interval)
+        except asyncio.TimeoutError:
+            self._not_started(task_list, endpoint)
+            return False
+        try:
             return await self.poll(task_list)
+        finally:
+            for taken in sems:
+                taken.release()
+
+    def _not_started(self, task_list: TaskList, endpoint: str) -> None:
+        error = (
+            f"the poll could not start within the poll interval: every slot for {endpoint} "
+            "(or every http.max_concurrency slot) is taken by polls in flight"
+        )
+        log.warning("poll not started", extra={"fields": {"target": task_list.key, "error": error}})
+        self._attempted.add(task_list.key)
+        self.snapshots.update_task_list(
+            task_list.key, polled=True, up=False, last_attempt=time.time(), last_error=error
+        )
 
     async def poll_all_once(self) -> bool:
         results = await asyncio.gather(*(self._poll_limited(t) for t in self.task_lists.values()))
@@ -346,3 +369,16 @@ class Poller:
     def ready(self) -> bool:
         """Ready once the sources were read and every task list has been polled once."""
         return self._sources_ready and set(self.task_lists) <= self._attempted
+
+
+async def _acquire(sems: Sequence[asyncio.Semaphore]) -> None:
+    """Take every semaphore in order; if cancelled half-way, give back those taken."""
+    taken: list[asyncio.Semaphore] = []
+    try:
+        for sem in sems:
+            await sem.acquire()
+            taken.append(sem)
+    except BaseException:
+        for sem in taken:
+            sem.release()
+        raise

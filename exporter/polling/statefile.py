@@ -110,6 +110,11 @@ def explain(path: Path, exc: Exception) -> StateError:
             "directory exists and that this user may write both the file and its directory "
             "(SQLite writes a journal next to it), or set state_path elsewhere."
         )
+    if "disk is full" in text or "disk I/O" in text:
+        return StateError(
+            f"cannot write the state file {path} ({text}): free space on its disk (or raise "
+            "the volume's size); nothing of the failed polls is lost, they are read again"
+        )
     return StateError(f"state file {path}: {text}")
 
 
@@ -337,7 +342,10 @@ class StateFile:
         try:
             yield
         except BaseException:
-            self.db.execute("ROLLBACK")
+            # SQLite ends the transaction itself on some errors (SQLITE_FULL: a full disk);
+            # a ROLLBACK then would fail and hide the error that says what happened.
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
 
