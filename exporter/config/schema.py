@@ -190,6 +190,9 @@ class MetricsSettings(StrictModel):
         default=list(DEFAULT_BUCKETS), min_length=1, max_length=100
     )
     duration_by_instance: bool = False
+    # Task names are the cloud's to choose: past this many distinct names on one task list,
+    # further ones are counted under task_name="_other" (a few dozen are documented).
+    max_task_names_per_list: int = Field(default=200, ge=1, le=100_000)
 
     @field_validator("duration_buckets")
     @classmethod

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from exporter.config import Config
+from exporter.core.names import fold_names, folds_already
 from exporter.core.tasklists import TaskList
 from exporter.core.tasks import ZERO_INITIALIZED_STATUSES, Task, is_finished, is_unfinished
 
@@ -154,6 +155,10 @@ class MergeResult:
     forgotten: list[str] = field(default_factory=list)
     # Tasks first seen with an absurd creation date (taken as unknown), to be said once.
     absurd_dates: list[str] = field(default_factory=list)
+    # Task names past metrics.max_task_names_per_list, counted as `_other` in this poll,
+    # and whether this is the first poll that folds any (to be said once).
+    folded: frozenset[str] = frozenset()
+    folding_started: bool = False
 
 
 def window_start(state: TaskListState, now: float, config: Config) -> float:
@@ -249,6 +254,7 @@ def merge(
     config: Config,
 ) -> MergeResult:
     """Apply one poll's tasks to the task list's stored state."""
+    fetched, folded = fold_names(fetched, state, config.metrics.max_task_names_per_list)
     baseline = state.baseline_at is None
     bounds = config.metrics.duration_buckets
     commit = PollCommit(
@@ -319,7 +325,10 @@ def merge(
             tasks[task_id] = row
     after = apply_commit(state, commit)
     summary = summary_of(task_list, after, now, config)
-    return MergeResult(commit, after, summary, counted, forgotten, absurd)
+    if folded:
+        summary = replace(summary, names_folded=len(folded))
+    started = bool(folded) and not folds_already(state)
+    return MergeResult(commit, after, summary, counted, forgotten, absurd, folded, started)
 
 
 def apply_commit(
@@ -379,6 +388,7 @@ class TaskSummary:
     oldest_unfinished_info: tuple[tuple[str, str, str, str], ...] = ()
     names: tuple[str, ...] = ()  # task names seen within the window
     zero_statuses: tuple[str, ...] = ()  # statuses whose series start at 0 for those names
+    names_folded: int = 0  # distinct names of the last poll counted as `_other`
 
 
 def summarize(

@@ -56,6 +56,7 @@ def collect_snapshot(f: TaskFamilies, snap: ExporterSnapshot) -> Iterator[Metric
     last_status, oldest, up = _gauge(f.last_status), _gauge(f.oldest), _gauge(f.up)
     last_failure, oldest_info = _gauge(f.last_failure), _gauge(f.oldest_info)
     last_success, poll_duration = _gauge(f.last_success), _gauge(f.poll_duration)
+    names_folded = _gauge(f.names_folded)
     finished = CounterMetricFamily(f.finished.name, f.finished.help, labels=f.finished.labels)
     for ts in snap.task_lists:
         tl = list(ts.task_list.labels)
@@ -76,6 +77,8 @@ def collect_snapshot(f: TaskFamilies, snap: ExporterSnapshot) -> Iterator[Metric
             last_failure.add_metric([*tl, name, task_id, user, change], 1)
         for name, task_id, user, change in s.oldest_unfinished_info:
             oldest_info.add_metric([*tl, name, task_id, user, change], 1)
+        if s.names_folded:
+            names_folded.add_metric(tl, s.names_folded)
         if ts.polled:
             up.add_metric(tl, 1 if ts.up else 0)
             if ts.poll_duration is not None:
@@ -108,6 +111,7 @@ def collect_snapshot(f: TaskFamilies, snap: ExporterSnapshot) -> Iterator[Metric
             oldest,
             last_failure,
             oldest_info,
+            names_folded,
             up,
             last_success,
             poll_duration,

@@ -237,6 +237,17 @@ class Poller:
                         }
                     },
                 )
+            if merged.folding_started:  # said once per task list, not at every poll
+                log.warning(
+                    "too many distinct task names; counting the others as _other",
+                    extra={
+                        "fields": {
+                            "target": task_list.key,
+                            "limit": self.config.metrics.max_task_names_per_list,
+                            "folded": len(merged.folded),
+                        }
+                    },
+                )
             if merged.absurd_dates:
                 self.metrics.tasks_date_ignored.labels(task_list.service, task_list.region).inc(
                     len(merged.absurd_dates)
