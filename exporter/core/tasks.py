@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from exporter.core.change import summarize_change
-from exporter.text import clean_text, parse_timestamp
+from exporter.text import clean_text, parse_timestamp, shared
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +119,12 @@ def parse_task(raw: Any, now: float | None = None) -> Task | None:
     believed = _believable(created, now)
     return Task(
         id=clean_id(task_id),
-        name=name_text or UNKNOWN_NAME,
-        status=normalize_status(raw.get("status")),
+        name=shared(name_text or UNKNOWN_NAME),
+        status=shared(normalize_status(raw.get("status"))),
         created_at=believed,
         updated_at=_believable(parse_timestamp(raw.get("updated_at")), now),
-        user_name=clean_text(user, MAX_USER_CHARS) if isinstance(user, str) else "",
-        change=summarize_change(name_text, raw.get("details"), raw.get("params")),
+        user_name=shared(clean_text(user, MAX_USER_CHARS)) if isinstance(user, str) else "",
+        change=shared(summarize_change(name_text, raw.get("details"), raw.get("params"))),
         date_absurd=created is not None and believed is None,
     )
 

@@ -27,6 +27,7 @@ from exporter.core.counting import (
     apply_commit,
 )
 from exporter.polling.statefile import SCHEMA_VERSION, StateError, StateFile, StateInUse
+from exporter.text import shared
 
 __all__ = [
     "FLUSH_INTERVAL",
@@ -112,7 +113,16 @@ class StateStore:
             ).fetchone()
             tasks = {
                 r[0]: TaskRow(
-                    r[0], r[1], r[2], r[3], bool(r[4]), r[5], bool(r[6]), r[7], r[8], r[9]
+                    r[0],
+                    shared(r[1]),
+                    shared(r[2]),
+                    r[3],
+                    bool(r[4]),
+                    r[5],
+                    bool(r[6]),
+                    r[7],
+                    shared(r[8]),
+                    shared(r[9]),
                 )
                 for r in self.db.execute(
                     "SELECT id, name, status, created_at, created_known, updated_at, accounted,"
@@ -213,7 +223,10 @@ class StateStore:
         if self._prune_before and now - self._pruned >= PRUNE_INTERVAL:
             # Unfinished tasks go too: if one ever shows up again it is counted as new,
             # which is right, as it was never counted.
-            self.db.execute("DELETE FROM tasks WHERE created_at < ?", (self._prune_before,))
+            self.db.execute(
+                "DELETE FROM tasks WHERE target IN (SELECT key FROM targets) AND created_at < ?",
+                (self._prune_before,),
+            )
             self._pruned = now
 
     def _write(self, c: PollCommit) -> tuple[dict[tuple[str, str], int], list[HistogramRow]]:
