@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from exporter.config import Config
-from exporter.core.names import fold_names, folds_already
+from exporter.core.names import OTHER_NAME, fold_names
 from exporter.core.tasklists import TaskList
 from exporter.core.tasks import ZERO_INITIALIZED_STATUSES, Task, is_finished, is_unfinished
 
@@ -254,7 +254,10 @@ def merge(
     config: Config,
 ) -> MergeResult:
     """Apply one poll's tasks to the task list's stored state."""
-    fetched, folded = fold_names(fetched, state, config.metrics.max_task_names_per_list)
+    had = {name for name, _ in state.finished}
+    had.update(t.name for t in state.tasks.values())
+    had.update(state.failures)
+    fetched, folded = fold_names(fetched, had, config.metrics.max_task_names_per_list)
     baseline = state.baseline_at is None
     bounds = config.metrics.duration_buckets
     commit = PollCommit(
@@ -327,7 +330,7 @@ def merge(
     summary = summary_of(task_list, after, now, config)
     if folded:
         summary = replace(summary, names_folded=len(folded))
-    started = bool(folded) and not folds_already(state)
+    started = bool(folded) and OTHER_NAME not in had  # the first poll that folds any
     return MergeResult(commit, after, summary, counted, forgotten, absurd, folded, started)
 
 

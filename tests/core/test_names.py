@@ -39,7 +39,7 @@ def poll(state: TaskListState, tasks: list[Task], limit: int, at: float = NOW) -
 
 def test_few_names_pass_untouched() -> None:
     tasks = [task(i, f"n{i % 3}") for i in range(30)]
-    out, folded = fold_names(tasks, empty(), 200)
+    out, folded = fold_names(tasks, (), 200)
     assert out is tasks
     assert folded == frozenset()
 
