@@ -111,6 +111,7 @@ def test_sighup_swaps_targets_credentials_and_interval_counting_each_task_once(
     new = config_doc(sim, [instance_entry(w, i.id) for i in kept], state_path=tmp_path / "s.db")
     new["credentials"] = {"access_key": NEW_KEY, "secret_key": NEW_SECRET}
     new["poll_interval"] = "2s"
+    new["metrics"] = {"duration_buckets": [1, 10, 100]}
     new["targets"].append(_target(new, [instance_entry(w, added.id)]))
     write_config(cfg, new)
     mark = len(proc.lines)
@@ -137,6 +138,8 @@ def test_sighup_swaps_targets_credentials_and_interval_counting_each_task_once(
     keys = {r.access_key for r in w.requests_for(kept[0].id, since=swapped + 1)}
     assert keys == {NEW_KEY}
     assert "every 2s" in m.families["huaweicloud_task_recent_tasks"].documentation
+    bounds = {s.labels["le"] for s in m.find("huaweicloud_task_duration_seconds_bucket")}
+    assert bounds == {"1.0", "10.0", "100.0", "+Inf"}  # the new buckets (histograms restart)
     assert m.one(RELOAD_OK) == 1
     assert proc.stop() == 0
 
