@@ -7,19 +7,15 @@ import contextlib
 import hashlib
 import logging
 import signal
-import ssl
-import urllib.request
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import httpx
 from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
 
-from exporter import __version__
 from exporter.aio import spawn, wait_stopped
 from exporter.cloud.client import CloudClient
 from exporter.cloud.providers import ProviderCache
-from exporter.cloud.transport import LeanTransport
+from exporter.cloud.session import open_clients
 from exporter.config import MAX_CONFIG_BYTES, Config, ConfigChanges, ConfigError, compare
 from exporter.core.sharding import UNSHARDED, Shard
 from exporter.exposition.families import TaskFamilies
@@ -34,8 +30,6 @@ from exporter.web.routes import Router
 from exporter.web.server import HttpServer
 
 log = logging.getLogger(__name__)
-
-METADATA_TIMEOUT = 5.0
 
 
 class Exporter:
@@ -77,70 +71,6 @@ class Exporter:
         self.router: Router | None = None
         _warn_tls(config)
 
-    def _ssl_context(self, config: Config) -> ssl.SSLContext:
-        """One TLS context for every client: building one loads the whole CA bundle."""
-        settings = config.http
-        if not settings.tls_verify:
-            return httpx.create_ssl_context(verify=False)
-        if settings.ca_file is not None:
-            return ssl.create_default_context(cafile=str(settings.ca_file))
-        return httpx.create_ssl_context()
-
-    def _transport(
-        self, config: Config, context: ssl.SSLContext
-    ) -> httpx.AsyncBaseTransport | None:
-        """The lean transport, unless a proxy is configured or set in the environment
-        (httpx's own transport knows proxies)."""
-        if config.http.proxy is not None or any(
-            k in ("http", "https", "all") for k in urllib.request.getproxies()
-        ):
-            return None
-        settings = config.http
-        return LeanTransport(
-            context,
-            max_idle_per_origin=settings.max_concurrency,
-            max_body=settings.max_response_bytes,  # compressed or not, never more on the wire
-        )
-
-    async def _open(
-        self, config: Config
-    ) -> tuple[contextlib.AsyncExitStack, CloudClient, ProviderCache]:
-        """The HTTP clients and the cloud client of one configuration, open until the stack
-        is closed (at the end of the run, or when a reload has replaced them)."""
-        settings = config.http
-        limits = httpx.Limits(
-            max_connections=settings.max_concurrency * 2,
-            max_keepalive_connections=settings.max_concurrency,
-        )
-        context = self._ssl_context(config)
-        transport = self._transport(config, context)
-        async with contextlib.AsyncExitStack() as stack:
-            http = await stack.enter_async_context(
-                httpx.AsyncClient(
-                    limits=limits,
-                    headers={"User-Agent": f"huaweicloud-task-exporter/{__version__}"},
-                    follow_redirects=False,
-                    verify=context,
-                    proxy=settings.proxy,
-                    timeout=settings.timeout,
-                    transport=transport,
-                )
-            )
-            # The metadata service is link-local: never through a proxy.
-            metadata_http = await stack.enter_async_context(
-                httpx.AsyncClient(
-                    trust_env=False,
-                    timeout=METADATA_TIMEOUT,
-                    transport=LeanTransport(context, max_idle_per_origin=2),
-                )
-            )
-            client = CloudClient(http, settings, self.metrics, direct=transport)
-            providers = ProviderCache(
-                http, metadata_http, metrics=self.metrics, timeout=settings.timeout
-            )
-            return stack.pop_all(), client, providers
-        raise AssertionError("unreachable")  # pragma: no cover - the stack returns or raises
-
     def _targets(
         self, config: Config, client: CloudClient, providers: ProviderCache
     ) -> list[Target]:
@@ -154,7 +84,7 @@ class Exporter:
     @contextlib.asynccontextmanager
     async def _running(self) -> AsyncIterator[tuple[Poller, list[Target]]]:
         """HTTP clients, credential providers, targets and the poller, for one run."""
-        self._clients, client, providers = await self._open(self.config)
+        self._clients, client, providers = await open_clients(self.config, self.metrics)
         try:
             self.targets = targets = self._targets(self.config, client, providers)
             poller = self.poller = Poller(
@@ -285,7 +215,7 @@ class Exporter:
         """
         for secret in new.secrets():
             register_secret(secret)
-        stack, client, providers = await self._open(new)
+        stack, client, providers = await open_clients(new, self.metrics)
         try:
             targets = self._targets(new, client, providers)
             for old_index, new_index in changes.kept_targets:
@@ -364,15 +294,21 @@ class Exporter:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        reloads: set[asyncio.Task[tuple[bool, list[str]]]] = set()
+        reloads: set[asyncio.Task[None]] = set()
+        running = asyncio.Event()  # a SIGHUP before the run is set up waits for it
+
+        async def reload_when_running() -> None:
+            await running.wait()
+            await self.reload()
 
         def on_hup() -> None:
-            task = asyncio.create_task(self.reload())
+            task = asyncio.create_task(reload_when_running())
             reloads.add(task)
             task.add_done_callback(reloads.discard)
 
         loop.add_signal_handler(signal.SIGHUP, on_hup)
         async with self._running() as (poller, targets):
+            running.set()
 
             def healthy() -> tuple[bool, str]:
                 # A state file gone from under us needs a restart, however polls go.
