@@ -63,6 +63,7 @@ def test_each_setting_is_named(
     assert changes.kept_targets == ((0, 0), (1, 1))  # the targets are the same ones
 
 
+@pytest.mark.smoke
 def test_the_state_path_cannot_change() -> None:
     changes = compare(config(), config(BASE.replace("/tmp/unused.db", "/tmp/other.db")))
     assert changes.changed == ("state_path",)

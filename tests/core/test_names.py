@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from exporter.config import Config
 from exporter.core.counting import MergeResult, TaskListState, merge
 from exporter.core.names import OTHER_NAME, fold_names
@@ -44,6 +46,7 @@ def test_few_names_pass_untouched() -> None:
     assert folded == frozenset()
 
 
+@pytest.mark.smoke
 def test_names_past_the_limit_are_counted_as_other_and_totals_stay_exact() -> None:
     baseline = poll(empty(), [task(0, "first")], limit=5).state
     runaway = [task(i, f"name-{i:04}", "FAILED" if i % 2 else "SUCCESS") for i in range(1, 5001)]
