@@ -53,14 +53,17 @@ TICKS = os.sysconf("SC_CLK_TCK")
 TASKS_PER_LIST = 8
 
 
-def serve_simulator(size: int, latency: float, out: Path, concurrency: int, interval: str) -> None:
+def serve_simulator(
+    size: int, latency: float, out: Path, concurrency: int, interval: str, tasks: int
+) -> None:
     """The simulator's process: build the fleet, write the exporter's config, serve."""
     secret = secrets.token_hex(20)
     world = generated_world(size, secret, seed=size)
     now = time.time()
+    spacing = 72000 / tasks  # every task within the 24h lookback
     for i, inst in enumerate(list(world.instances.values())):
-        for j in range(TASKS_PER_LIST):
-            created = now - 80000 + j * 9000 + i % 1000
+        for j in range(tasks):
+            created = now - 80000 + j * spacing + i % 1000
             world.add_task(
                 inst.id,
                 "modify" if inst.service == "dcs" else "restart",
@@ -123,13 +126,14 @@ def _get(url: str, gzip_ok: bool = False, timeout: float = 60) -> tuple[int, byt
 def _once(config: Path) -> tuple[float, float, int]:
     """Wall seconds, CPU seconds and exit code of one `--once` (output discarded)."""
     started = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "exporter", f"--config.file={config}", "--once"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    _, status, usage = os.wait4(proc.pid, 0)
+    with config.with_suffix(".once.log").open("w") as log:  # the reason, should it fail
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "exporter", f"--config.file={config}", "--once"],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - started
     return wall, usage.ru_utime + usage.ru_stime, os.waitstatus_to_exitcode(status)
 
@@ -189,6 +193,8 @@ def run(size: int, args: argparse.Namespace, workdir: Path) -> Row:
             str(args.concurrency),
             "--poll-interval",
             args.poll_interval,
+            "--tasks-per-list",
+            str(args.tasks_per_list),
         ],
         cwd=ROOT,
     )
@@ -201,7 +207,12 @@ def run(size: int, args: argparse.Namespace, workdir: Path) -> Row:
         first, _, rc1 = _once(config)
         quiet, quiet_cpu, rc2 = _once(config)
         if rc1 or rc2:
-            raise RuntimeError(f"--once failed ({rc1}, {rc2})")
+            failed = [
+                line
+                for line in config.with_suffix(".once.log").read_text().splitlines()
+                if "level=warn" in line or "level=error" in line
+            ]
+            raise RuntimeError(f"--once failed ({rc1}, {rc2}): " + "\n".join(failed[:5]))
         return _daemon(size, config, workdir, args, first, quiet, quiet_cpu, bound)
     finally:
         sim.terminate()
@@ -331,18 +342,30 @@ def main() -> int:
     parser.add_argument("--poll-interval", default="60s")
     parser.add_argument("--window", type=float, default=60.0, help="seconds of polling measured")
     parser.add_argument("--scrapes", type=int, default=20)
+    parser.add_argument(
+        "--tasks-per-list",
+        type=int,
+        default=TASKS_PER_LIST,
+        help=f"finished tasks in each task list's window (default {TASKS_PER_LIST})",
+    )
     parser.add_argument("--serve-simulator", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_simulator is not None:
         serve_simulator(
-            args.serve_simulator, args.latency, args.out, args.concurrency, args.poll_interval
+            args.serve_simulator,
+            args.latency,
+            args.out,
+            args.concurrency,
+            args.poll_interval,
+            args.tasks_per_list,
         )
         return 0
     print(
         f"latency {args.latency * 1000:.0f} ms, max_concurrency {args.concurrency}, "
         f"poll_interval {args.poll_interval}, {args.window:.0f}s polling window, "
-        f"{args.scrapes} scrapes; Python {sys.version.split()[0]}, {os.cpu_count()} CPUs",
+        f"{args.scrapes} scrapes, {args.tasks_per_list} tasks per list; "
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs",
         flush=True,
     )
     header = (

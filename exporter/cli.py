@@ -1,4 +1,5 @@
-"""Command line: Prometheus-style flags, `--demo`, `--once`, `--check-config` and `--probe`.
+"""Command line: Prometheus-style flags, `--demo`, `--once`, `--check-config`,
+`--print-config` and `--probe`.
 
 Exit codes: 0 success; 1 a runtime failure (state file, port, a target failing in `--once`,
 a check failing in `--probe`); 2 a usage or configuration error.
@@ -10,12 +11,22 @@ import argparse
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
 from exporter import __version__
 from exporter.app import Exporter
-from exporter.config import Config, ConfigError, Problem, check_config, load_config_text
+from exporter.config import (
+    Config,
+    ConfigError,
+    Problem,
+    check_config,
+    effective_yaml,
+    load_config,
+    load_config_text,
+    parse_duration,
+)
 from exporter.core.sharding import parse_shard
-from exporter.polling.state import StateError
+from exporter.polling.state import StateError, StateInUse
 from exporter.telemetry.logs import LEVELS, setup_logging
 from exporter.web.http import parse_listen_address
 from exporter.web.webwatch import WebConfigWatcher
@@ -85,6 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="write the answers the probe read to DIR, identifiers replaced by pseudonyms",
     )
+    mode.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the effective configuration (defaults filled in, secrets redacted) as "
+        "YAML and exit",
+    )
+    p.add_argument(
+        "--config.auto-reload-interval",
+        dest="auto_reload",
+        default=None,
+        metavar="DURATION",
+        help="re-read the configuration file when its checksum changes, checked this often "
+        "(e.g. 30s; off by default). SIGHUP and POST /-/reload reload it at any time",
+    )
     p.add_argument(
         "--demo",
         action="store_true",
@@ -131,8 +156,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parse_listen_address(args.listen_address)
         shard = parse_shard(args.shard_index, args.shard_count)
+        auto_reload = parse_duration(args.auto_reload) if args.auto_reload else None
     except ValueError as exc:
         parser.error(str(exc))
+    if auto_reload is not None and (args.demo or auto_reload < 1):
+        parser.error("--config.auto-reload-interval needs --config.file and at least 1s")
+
+    def reread() -> Config:
+        """The file read again for a reload, with the same flags applied."""
+        config = load_config(args.config_file)
+        if args.log_task_events:
+            config = config.model_copy(update={"log_task_events": True})
+        return config
 
     try:
         web = WebConfigWatcher(args.web_config_file) if args.web_config_file else None
@@ -144,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.log_task_events:
         config = config.model_copy(update={"log_task_events": True})
+    if args.print_config:
+        sys.stdout.write(effective_yaml(config))
+        return 0
     if args.check_config:
         for warning in warnings:
             print(warning, file=sys.stderr)
@@ -169,8 +207,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.probe_record:
         parser.error("--probe.record goes with --probe")
 
+    path = Path(args.config_file) if args.config_file else None
     try:
-        exporter = Exporter(config, shard)
+        try:
+            exporter = Exporter(config, shard, reread if path else None, path)
+        except StateInUse:
+            if not args.once:
+                raise
+            # Beside a running exporter: poll into a copy of its state, write nothing.
+            log.info(
+                "the state file is in use by a running exporter: polling into an in-memory "
+                "copy of its state; nothing is written to the file"
+            )
+            exporter = Exporter(config, shard, in_memory=True)
     except StateError as exc:
         log.error(str(exc))
         return 1
@@ -185,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()
             return 0 if ok else 1
         try:
-            asyncio.run(exporter.serve(args.listen_address, web))
+            asyncio.run(exporter.serve(args.listen_address, web, auto_reload))
         except OSError as exc:
             log.error(f"cannot listen on {args.listen_address}: {exc.strerror or exc}")
             return 1

@@ -29,11 +29,31 @@ def clean_text(value: str, limit: int) -> str:
     Lone surrogates become U+FFFD, line breaks and tabs a space, other control characters
     go, and text beyond `limit` characters is cut, ending in `…` to say so.
     """
+    if value.isascii() and value.isprintable() and len(value) <= limit:
+        return value.strip()  # the usual case: nothing to replace or cut (no regex pass)
     text = _SURROGATES.sub("\ufffd", value)
     text = _CONTROLS.sub("", _SPACES.sub(" ", text)).strip()
     if len(text) > limit:
         text = text[: limit - 1] + TRUNCATED
     return text
+
+
+# Strings many tasks repeat (names, statuses, users, change summaries), kept once: at a
+# hundred thousand remembered tasks, a copy of each per task is tens of MiB. Bounded: when
+# full it starts again (strings already shared stay shared).
+_SHARED: dict[str, str] = {}
+MAX_SHARED = 65_536
+
+
+def shared(value: str) -> str:
+    """`value`, or the equal string already in use: one copy of each repeated string."""
+    found = _SHARED.get(value)
+    if found is not None:
+        return found
+    if len(_SHARED) >= MAX_SHARED:
+        _SHARED.clear()
+    _SHARED[value] = value
+    return value
 
 
 # Nesting depth by bracket: +1 for `[` and `{`, -1 for `]` and `}`, once strings are removed.

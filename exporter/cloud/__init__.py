@@ -4,7 +4,8 @@ The signed client with pacing, retries, throttling and renewal (`client`, `ratel
 lean HTTP/1.1 transport (`transport`), reading a reply within bounds (`replies`), the
 credentials and their providers (`credentials`, `providers`), the project lookup through IAM
 (`projects`), the instance listings (`discovery`) and the one runaway guard of every paged
-listing (`paging`). Signing itself is the `exporter.signing` leaf, shared with the simulator.
+listing (`paging`), and the HTTP clients of one configuration (`session`). Signing itself
+is the `exporter.signing` leaf, shared with the simulator.
 
 May import: the leaves (`exporter.config`, `exporter.signing`, `exporter.telemetry`,
 `exporter.aio`, `exporter.text`) and the core's values, never its counting rules.

@@ -3,8 +3,9 @@
 The file's schema (`schema`), its building blocks (`base`: strict models, cross-field checks,
 durations), the credential sources (`credentials`), reading a file (`loading`, over the YAML
 events of `yamlevents`), secrets (`secrets`), each cloud's regions (`regions`), account-wide
-targets' keys and patterns (`scopes`), and the warnings and hints of `--check-config`
-(`advice`). Everything the rest of the exporter uses is
+targets' keys and patterns (`scopes`), the warnings and hints of `--check-config` (`advice`),
+what a reload changes (`changes`) and the effective configuration as YAML (`effective`).
+Everything the rest of the exporter uses is
 re-exported here (and pinned by tests/config/test_public_names.py), so callers import from
 `exporter.config` and never need to know which module holds a name.
 """
@@ -19,6 +20,7 @@ from exporter.config.base import (
     format_path,
     parse_duration,
 )
+from exporter.config.changes import ConfigChanges, compare
 from exporter.config.credentials import (
     CREDENTIAL_SOURCES,
     AkSkCredentials,
@@ -28,6 +30,7 @@ from exporter.config.credentials import (
     MetadataCredentials,
     PasswordCredentials,
 )
+from exporter.config.effective import effective_yaml
 from exporter.config.loading import (
     MAX_CONFIG_BYTES,
     ConfigError,
@@ -71,6 +74,7 @@ __all__ = [
     "AnyCredentials",
     "Cloud",
     "Config",
+    "ConfigChanges",
     "ConfigError",
     "Credentials",
     "DiscoverConfig",
@@ -87,6 +91,8 @@ __all__ = [
     "TargetConfig",
     "check_config",
     "check_config_text",
+    "compare",
+    "effective_yaml",
     "format_duration",
     "format_path",
     "load_config",

@@ -245,6 +245,9 @@ class MetricsSettings(StrictModel):
     )
     duration_by_instance: bool = False
     expected_durations: ExpectedDurations = ExpectedDurations()
+    # Task names are the cloud's to choose: past this many distinct names on one task list,
+    # further ones are counted under task_name="_other" (a few dozen are documented).
+    max_task_names_per_list: int = Field(default=200, ge=1, le=100_000)
 
     @field_validator("duration_buckets")
     @classmethod

@@ -149,9 +149,23 @@ def _as_object(value: Any) -> Mapping[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
+# Every key any field reads: a document with none of them (most are) costs one set test.
+_KEYS = frozenset(
+    k for f in FIELDS for k in ((*f.old, *f.new) if isinstance(f, Pair) else (f.key,))
+)
+
+
 def _parts(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
     parts: list[tuple[str, str]] = []
+    present = _KEYS.intersection(doc)
+    if not present:
+        return parts
     for field in FIELDS:
+        if isinstance(field, Pair):
+            if present.isdisjoint(field.new):
+                continue  # nothing to change to: skipped below anyway, without the reads
+        elif field.key not in present:
+            continue
         if isinstance(field, Pair):
             old = _first(doc, field.old, field.kind)
             new = _first(doc, field.new, field.kind)

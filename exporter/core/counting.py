@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 
 from exporter.config import Config
 from exporter.core.expectations import Sample
+from exporter.core.names import OTHER_NAME, fold_names
 from exporter.core.tasklists import TaskList
 from exporter.core.tasks import ZERO_INITIALIZED_STATUSES, Task, is_finished, is_unfinished
 
@@ -155,6 +156,12 @@ class MergeResult:
     summary: TaskSummary
     counted: int = 0
     forgotten: list[str] = field(default_factory=list)
+    # Tasks first seen with an absurd creation date (taken as unknown), to be said once.
+    absurd_dates: list[str] = field(default_factory=list)
+    # Task names past metrics.max_task_names_per_list, counted as `_other` in this poll,
+    # and whether this is the first poll that folds any (to be said once).
+    folded: frozenset[str] = frozenset()
+    folding_started: bool = False
 
 
 def window_start(state: TaskListState, now: float, config: Config) -> float:
@@ -250,6 +257,8 @@ def merge(
     config: Config,
 ) -> MergeResult:
     """Apply one poll's tasks to the task list's stored state."""
+    had = known_names(state)
+    fetched, folded = fold_names(fetched, had, config.metrics.max_task_names_per_list)
     baseline = state.baseline_at is None
     bounds = config.metrics.duration_buckets
     commit = PollCommit(
@@ -262,10 +271,13 @@ def merge(
     tasks = dict(state.tasks)
     counted = 0
     forgotten: list[str] = []
+    absurd: list[str] = []
     fetched_ids = set()
     for t in fetched:
         fetched_ids.add(t.id)
         old = tasks.get(t.id)
+        if old is None and t.date_absurd:
+            absurd.append(t.id)
         if t.created_at is not None:
             created, known = t.created_at, True
         elif old is not None:
@@ -320,7 +332,19 @@ def merge(
             tasks[task_id] = row
     after = apply_commit(state, commit)
     summary = summary_of(task_list, after, now, config)
-    return MergeResult(commit, after, summary, counted, forgotten)
+    if folded:
+        summary = replace(summary, names_folded=len(folded))
+    started = bool(folded) and OTHER_NAME not in had  # the first poll that folds any
+    return MergeResult(commit, after, summary, counted, forgotten, absurd, folded, started)
+
+
+def known_names(state: TaskListState) -> set[str]:
+    """The task names a task list has series of: its counters', remembered tasks' and last
+    failures' (they keep their series whatever the bound on names)."""
+    had = {name for name, _ in state.finished}
+    had.update(t.name for t in state.tasks.values())
+    had.update(state.failures)
+    return had
 
 
 def apply_commit(
@@ -380,6 +404,7 @@ class TaskSummary:
     oldest_unfinished_info: tuple[tuple[str, str, str, str], ...] = ()
     names: tuple[str, ...] = ()  # task names seen within the window
     zero_statuses: tuple[str, ...] = ()  # statuses whose series start at 0 for those names
+    names_folded: int = 0  # distinct names of the last poll counted as `_other`
 
 
 def summarize(

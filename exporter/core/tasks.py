@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from exporter.core.change import summarize_change
-from exporter.text import clean_text, parse_timestamp
+from exporter.text import clean_text, parse_timestamp, shared
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ MAX_USER_CHARS = 64
 # A timestamp further ahead of this clock than this is not believed (and left unknown): a task
 # dated 2999 would otherwise be the latest to finish for ever.
 MAX_FUTURE_SKEW = 3600.0
+# Nor is one before 2000 (the cloud did not exist): a task dated 1970 would otherwise fall
+# before every window and be dropped unseen, never counted.
+MIN_BELIEVABLE = 946_684_800.0
 
 
 def normalize_status(value: Any) -> str:
@@ -62,7 +65,7 @@ def clean_id(value: str) -> str:
 
 
 def _believable(ts: float | None, now: float) -> float | None:
-    return ts if ts is not None and ts <= now + MAX_FUTURE_SKEW else None
+    return ts if ts is not None and MIN_BELIEVABLE <= ts <= now + MAX_FUTURE_SKEW else None
 
 
 def is_finished(status: str) -> bool:
@@ -90,13 +93,15 @@ class Task:
     # Who started the task, and what it changes (see `exporter.core.change`): "" when unknown.
     user_name: str = ""
     change: str = ""
+    # It had a creation date, too far in the past or future to believe (taken as unknown).
+    date_absurd: bool = False
 
 
 def parse_task(raw: Any, now: float | None = None) -> Task | None:
     """One task object from a page, or None when it has no usable ID.
 
     Every string is cleaned here, where it enters (see `clean_text`), and timestamps in the
-    future beyond `MAX_FUTURE_SKEW` of `now` are taken as unknown.
+    future beyond `MAX_FUTURE_SKEW` of `now`, or before 2000, are taken as unknown.
     """
     if now is None:
         now = time.time()
@@ -110,14 +115,17 @@ def parse_task(raw: Any, now: float | None = None) -> Task | None:
     name = raw.get("name")
     name_text = clean_text(str(name), MAX_LABEL_CHARS) if isinstance(name, str | int) else ""
     user = raw.get("user_name")
+    created = parse_timestamp(raw.get("created_at"))
+    believed = _believable(created, now)
     return Task(
         id=clean_id(task_id),
-        name=name_text or UNKNOWN_NAME,
-        status=normalize_status(raw.get("status")),
-        created_at=_believable(parse_timestamp(raw.get("created_at")), now),
+        name=shared(name_text or UNKNOWN_NAME),
+        status=shared(normalize_status(raw.get("status"))),
+        created_at=believed,
         updated_at=_believable(parse_timestamp(raw.get("updated_at")), now),
-        user_name=clean_text(user, MAX_USER_CHARS) if isinstance(user, str) else "",
-        change=summarize_change(name_text, raw.get("details"), raw.get("params")),
+        user_name=shared(clean_text(user, MAX_USER_CHARS)) if isinstance(user, str) else "",
+        change=shared(summarize_change(name_text, raw.get("details"), raw.get("params"))),
+        date_absurd=created is not None and believed is None,
     )
 
 

@@ -185,6 +185,13 @@ class TaskFamilies:
             "ID, who started it and what it changes." + bg,
             CONTEXT_LABELS,
         )
+        self.names_folded = Family(
+            PREFIX + "task_names_folded",
+            "gauge",
+            "Distinct task names of the last poll past metrics.max_task_names_per_list, "
+            'counted under task_name="_other"; absent when none.',
+            TASKLIST_LABELS,
+        )
         self.up = Family(
             PREFIX + "up",
             "gauge",
@@ -263,6 +270,7 @@ class TaskFamilies:
             self.expected_samples,
             self.fleet_expected,
             self.fleet_samples,
+            self.names_folded,
             self.up,
             self.last_success,
             self.poll_duration,
@@ -316,6 +324,9 @@ def render_summary(f: TaskFamilies, labels: str, s: TaskSummary) -> dict[str, by
             f"{f.oldest_info.name}{{{labels},{_context(n, i, u, c)}}} 1.0\n"
             for n, i, u, c in s.oldest_unfinished_info
         ),
+        f.names_folded.name: f"{f.names_folded.name}{{{labels}}} {go(s.names_folded)}\n".encode()
+        if s.names_folded
+        else b"",
     }
 
 

@@ -67,6 +67,7 @@ def collect_snapshot(f: TaskFamilies, snap: ExporterSnapshot) -> Iterator[Metric
     last_success, poll_duration = _gauge(f.last_success), _gauge(f.poll_duration)
     expected, expected_samples = _quantiles(f.expected), _gauge(f.expected_samples)
     fleet_expected, fleet_samples = _quantiles(f.fleet_expected), _gauge(f.fleet_samples)
+    names_folded = _gauge(f.names_folded)
     finished = CounterMetricFamily(f.finished.name, f.finished.help, labels=f.finished.labels)
     for ts in snap.task_lists:
         tl = list(ts.task_list.labels)
@@ -91,6 +92,8 @@ def collect_snapshot(f: TaskFamilies, snap: ExporterSnapshot) -> Iterator[Metric
             for q, value in e.values:
                 _add(expected, f.expected, [*tl, e.name, q], value)
             expected_samples.add_metric([*tl, e.name], e.samples)
+        if s.names_folded:
+            names_folded.add_metric(tl, s.names_folded)
         if ts.polled:
             up.add_metric(tl, 1 if ts.up else 0)
             if ts.poll_duration is not None:
@@ -131,6 +134,7 @@ def collect_snapshot(f: TaskFamilies, snap: ExporterSnapshot) -> Iterator[Metric
             expected_samples,
             fleet_expected,
             fleet_samples,
+            names_folded,
             up,
             last_success,
             poll_duration,

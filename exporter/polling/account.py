@@ -198,3 +198,18 @@ def discovery_of(
             for h in target.health_without_scopes():
                 health.setdefault((h.service, h.region, h.project_id), h)
     return list(infos.values()), list(health.values())
+
+
+def adopt(new: AnyTarget, old: AnyTarget) -> None:
+    """After a reload, carry over what the same `targets[]` entry found out (its project, its
+    instances; an account's projects, each scope rebuilt on the new client), so nothing
+    vanishes until it is looked up again."""
+    if isinstance(new, Target) and isinstance(old, Target):
+        new.adopt(old)
+    elif isinstance(new, AccountTarget) and isinstance(old, AccountTarget):
+        new.listed, new.listing_error = old.listed, old.listing_error
+        for project_id, project in old.projects.items():
+            scope = new._make_scope(new.scope_config(project))
+            scope.adopt(old.scopes[project_id])
+            new.projects[project_id] = project
+            new.scopes[project_id] = scope

@@ -22,7 +22,9 @@ from collections.abc import Iterable
 from exporter.aio import spawn
 from exporter.cloud.client import ApiError
 from exporter.config import Config
+from exporter.core.counting import known_names
 from exporter.core.expectations import Expectation, ExpectationBook, FleetKey, Sample
+from exporter.core.names import fold_names
 from exporter.core.tasklists import TaskList
 from exporter.core.tasks import Task
 from exporter.exposition.snapshot import SnapshotStore
@@ -55,6 +57,7 @@ class Learning:
         settings = config.metrics.expected_durations
         self.book = ExpectationBook(settings.window, settings.max_age)
         self.horizon = min(settings.history, settings.max_age)
+        self.max_names = config.metrics.max_task_names_per_list
         self.store = store
         self.reader = reader
         self.snapshots = snapshots
@@ -66,6 +69,19 @@ class Learning:
         self._failed: dict[str, float] = {}  # monotonic time of the last failed read
         self._reads: dict[str, asyncio.Task[None]] = {}
         self._unpublished: set[FleetKey] = set()
+
+    def reconfigure(self, config: Config, reader: TaskReader, snapshots: SnapshotStore) -> None:
+        """A reload: the new client's reader and settings; every expectation published into
+        `snapshots` (a rebuilt store starts without the fleet's). The window and age bounds
+        of what is kept change at the next start."""
+        settings = config.metrics.expected_durations
+        self.horizon = min(settings.history, settings.max_age)
+        self.max_names = config.metrics.max_task_names_per_list
+        self.reader = reader
+        self._retry = max(HISTORY_RETRY, config.poll_interval)
+        if snapshots is not self.snapshots:
+            self.snapshots = snapshots
+            snapshots.publish_fleet(self.book.fleet())
 
     def restore(self, task_list: TaskList) -> tuple[Expectation, ...]:
         """A task list joins (at start, or found again): its stored runs into the book."""
@@ -132,7 +148,10 @@ class Learning:
                 started = time.time()
                 since = started - self.horizon
                 fetched = await self.reader.fetch_tasks(task_list, since, truncate=True)
-                samples = successful_runs(fetched.tasks)
+                # The history's names are bounded as the polls' are: past the bound, `_other`.
+                had = known_names(self.store.load_task_list(key))
+                tasks, _ = fold_names(fetched.tasks, had, self.max_names)
+                samples = successful_runs(tasks)
                 if key not in self._live:
                     return
                 self.store.commit_history(key, samples, time.time(), since)

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from exporter.aio import spawn, wait_stopped
+from exporter.aio import spawn, wait_stopped, within
 from exporter.cloud.client import ApiError, CloudClient
 from exporter.config import Config
 from exporter.core.counting import merge, summary_of, window_start
@@ -57,6 +57,8 @@ class Poller:
         self._attempted: set[str] = set()
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._stop: asyncio.Event | None = None
+        self._paused = False  # from pause() to resume(): a reload is swapping the settings
+        self.commit_failure: str | None = None  # why the last commit failed, until one works
 
     # -- health inputs from the app -----------------------------------------------------
 
@@ -132,7 +134,7 @@ class Poller:
                     "fields": {"added": len(added), "removed": len(removed), "total": len(wanted)}
                 },
             )
-        if self._stop is None:
+        if self._stop is None or self._paused:
             return
         for key in removed:
             loop = self._loops.pop(key, None)
@@ -148,6 +150,40 @@ class Poller:
             self._loops[task_list.key] = spawn(
                 self._loop(task_list.key, first, interval, self._stop), f"poll {task_list.key}"
             )
+
+    # -- reload -------------------------------------------------------------------------
+
+    async def pause(self) -> None:
+        """Stop every poll loop, and wait until they are gone.
+
+        A poll in flight is cancelled at the await it is in, which is always before its
+        commit (the commit and the publish run without an await), so it commits nothing and
+        the next poll reads the same window again: no task is lost or counted twice.
+        """
+        self._paused = True
+        loops = list(self._loops.values())
+        self._loops.clear()
+        for task in loops:
+            task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+
+    def reconfigure(self, config: Config, client: CloudClient, snapshots: SnapshotStore) -> None:
+        """New settings, cloud client and snapshot store, taken while paused."""
+        assert self._paused
+        self.config = config
+        self.client = client
+        self.reader = TaskReader(client)
+        self.snapshots = snapshots
+        self.sem = asyncio.Semaphore(config.http.max_concurrency)
+        self._endpoint_slots = max(1, (config.http.max_concurrency + 1) // 2)
+        self._endpoint_sems = {}
+        self.learning.reconfigure(config, self.reader, snapshots)
+
+    def resume(self) -> None:
+        """Poll again, every task list spread over one interval from now (as at start)."""
+        self._paused = False
+        if self._stop is not None:
+            self._start_loops(list(self.task_lists.values()))
 
     # -- one poll -----------------------------------------------------------------------
 
@@ -171,7 +207,15 @@ class Poller:
                 config=self.config,
             )
             t0 = time.monotonic()
-            committed = self.store.commit(merged.commit)
+            try:
+                committed = self.store.commit(merged.commit)
+            except StateError as exc:
+                # Its own signal: a full disk is not a cloud outage. Nothing of the poll is
+                # kept, so the next poll that can write counts its tasks exactly once.
+                self.metrics.state_commit_failures.inc()
+                self.commit_failure = str(exc)
+                raise
+            self.commit_failure = None
             self.metrics.state_commit_duration.observe(time.monotonic() - t0)
             if merged.commit.events:
                 self.write_events()
@@ -199,6 +243,31 @@ class Poller:
                             "tasks": len(fetched.tasks),
                             "counted": merged.counted,
                             "baseline": state.baseline_at is None,
+                        }
+                    },
+                )
+            if merged.folding_started:  # said once per task list, not at every poll
+                log.warning(
+                    "too many distinct task names; counting the others as _other",
+                    extra={
+                        "fields": {
+                            "target": task_list.key,
+                            "limit": self.config.metrics.max_task_names_per_list,
+                            "folded": len(merged.folded),
+                        }
+                    },
+                )
+            if merged.absurd_dates:
+                self.metrics.tasks_date_ignored.labels(task_list.service, task_list.region).inc(
+                    len(merged.absurd_dates)
+                )
+                log.warning(
+                    "tasks with an absurd creation date; taken as unknown and counted",
+                    extra={
+                        "fields": {
+                            "target": task_list.key,
+                            "tasks": len(merged.absurd_dates),
+                            "task_id": merged.absurd_dates[0],
                         }
                     },
                 )
@@ -232,12 +301,35 @@ class Poller:
         return False
 
     async def _poll_limited(self, task_list: TaskList) -> bool:
+        """A poll once it has its endpoint's slot and a global one; a poll that cannot even
+        start within one interval (queued behind a hanging endpoint) is reported down, so
+        its alert can fire, instead of having no `up` at all."""
         endpoint = self.client.parsed(task_list.base_url)[1]  # parsed once, not every poll
         sem = self._endpoint_sems.get(endpoint)
         if sem is None:
             sem = self._endpoint_sems[endpoint] = asyncio.Semaphore(self._endpoint_slots)
-        async with sem, self.sem:
+        sems = (sem, self.sem)
+        try:
+            await within(_acquire(sems), self.config.poll_interval)
+        except asyncio.TimeoutError:
+            self._not_started(task_list, endpoint)
+            return False
+        try:
             return await self.poll(task_list)
+        finally:
+            for taken in sems:
+                taken.release()
+
+    def _not_started(self, task_list: TaskList, endpoint: str) -> None:
+        error = (
+            f"the poll could not start within the poll interval: every slot for {endpoint} "
+            "(or every http.max_concurrency slot) is taken by polls in flight"
+        )
+        log.warning("poll not started", extra={"fields": {"target": task_list.key, "error": error}})
+        self._attempted.add(task_list.key)
+        self.snapshots.update_task_list(
+            task_list.key, polled=True, up=False, last_attempt=time.time(), last_error=error
+        )
 
     async def poll_all_once(self) -> bool:
         results = await asyncio.gather(*(self._poll_limited(t) for t in self.task_lists.values()))
@@ -285,7 +377,10 @@ class Poller:
     # -- health -------------------------------------------------------------------------
 
     def healthy(self) -> tuple[bool, str]:
-        """Alive when some poll finished within three intervals (or we just started)."""
+        """Alive when some poll finished within three intervals (or we just started), and
+        the last commit to the state file worked."""
+        if self.commit_failure is not None:
+            return False, f"cannot write the state file: {self.commit_failure}"
         limit = 3 * self.config.poll_interval
         ref = max(self._last_activity or 0.0, self.started_monotonic)
         age = time.monotonic() - ref
@@ -296,3 +391,16 @@ class Poller:
     def ready(self) -> bool:
         """Ready once the sources were read and every task list has been polled once."""
         return self._sources_ready and set(self.task_lists) <= self._attempted
+
+
+async def _acquire(sems: Sequence[asyncio.Semaphore]) -> None:
+    """Take every semaphore in order; if cancelled half-way, give back those taken."""
+    taken: list[asyncio.Semaphore] = []
+    try:
+        for sem in sems:
+            await sem.acquire()
+            taken.append(sem)
+    except BaseException:
+        for sem in taken:
+            sem.release()
+        raise

@@ -33,9 +33,18 @@ from exporter.polling.statefile import (
     TRIM_SAMPLES,
     StateError,
     StateFile,
+    StateInUse,
 )
+from exporter.text import shared
 
-__all__ = ["FLUSH_INTERVAL", "SCHEMA_VERSION", "Committed", "StateError", "StateStore"]
+__all__ = [
+    "FLUSH_INTERVAL",
+    "SCHEMA_VERSION",
+    "Committed",
+    "StateError",
+    "StateInUse",
+    "StateStore",
+]
 
 # Quiet polls (nothing changed but the watermark) are written together at most this often:
 # a watermark that is a few seconds old only makes the next read after a crash a little
@@ -63,12 +72,15 @@ class StateStore:
         self,
         path: Path,
         buckets: Sequence[float],
+        in_memory: bool = False,
         *,
         sample_window: int = DEFAULT_WINDOW,
         sample_max_age: float = DEFAULT_MAX_AGE,
     ) -> None:
+        """`in_memory`: a copy of the file's state, polled into memory and never written back
+        (`--once` beside a running exporter)."""
         self.path = path
-        self.file = StateFile(path, buckets)
+        self.file = StateFile(path, buckets, in_memory)
         self.db = self.file.db
         self.sample_window = sample_window
         self.sample_max_age = sample_max_age
@@ -98,6 +110,13 @@ class StateStore:
                     self._write_pending()
         self.file.close()
 
+    def use_buckets(self, buckets: Sequence[float]) -> bool:
+        """Another histogram layout (a reload): True when the stored histograms restart."""
+        try:
+            return self.file.use_buckets(buckets)
+        except sqlite3.Error as exc:
+            raise self.file.explain(exc) from None
+
     # -- reading -------------------------------------------------------------------------
 
     def load_task_list(self, key: str) -> TaskListState:
@@ -118,7 +137,16 @@ class StateStore:
             ).fetchone()
             tasks = {
                 r[0]: TaskRow(
-                    r[0], r[1], r[2], r[3], bool(r[4]), r[5], bool(r[6]), r[7], r[8], r[9]
+                    r[0],
+                    shared(r[1]),
+                    shared(r[2]),
+                    r[3],
+                    bool(r[4]),
+                    r[5],
+                    bool(r[6]),
+                    r[7],
+                    shared(r[8]),
+                    shared(r[9]),
                 )
                 for r in self.db.execute(
                     "SELECT id, name, status, created_at, created_known, updated_at, accounted,"
@@ -274,7 +302,10 @@ class StateStore:
         if self._prune_before and now - self._pruned >= PRUNE_INTERVAL:
             # Unfinished tasks go too: if one ever shows up again it is counted as new,
             # which is right, as it was never counted.
-            self.db.execute("DELETE FROM tasks WHERE created_at < ?", (self._prune_before,))
+            self.db.execute(
+                "DELETE FROM tasks WHERE target IN (SELECT key FROM targets) AND created_at < ?",
+                (self._prune_before,),
+            )
             self.db.execute(
                 "DELETE FROM expected_samples WHERE finished_at < ?",
                 (time.time() - self.sample_max_age,),

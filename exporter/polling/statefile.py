@@ -57,7 +57,11 @@ CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     payload TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at);
+-- By task list first: a poll's rows sit together in the index, so a commit writes a few
+-- pages, not one per task (an index on created_at alone took most of a first poll's time).
+-- The prune reads it task list by task list. An older exporter's index goes.
+DROP INDEX IF EXISTS tasks_created;
+CREATE INDEX IF NOT EXISTS tasks_target_created ON tasks (target, created_at);
 CREATE TABLE IF NOT EXISTS finished (
     target TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -113,6 +117,10 @@ class StateError(Exception):
     """The state file cannot be used; the message says what to do."""
 
 
+class StateInUse(StateError):
+    """Another exporter process holds the state file."""
+
+
 def _identity(path: Path) -> tuple[int, int] | None:
     """The (st_dev, st_ino) the path names now, None when it names nothing."""
     try:
@@ -136,18 +144,34 @@ def explain(path: Path, exc: Exception) -> StateError:
             "directory exists and that this user may write both the file and its directory "
             "(SQLite writes a journal next to it), or set state_path elsewhere."
         )
+    if "disk is full" in text or "disk I/O" in text:
+        return StateError(
+            f"cannot write the state file {path} ({text}): free space on its disk (or raise "
+            "the volume's size); nothing of the failed polls is lost, they are read again"
+        )
     return StateError(f"state file {path}: {text}")
 
 
 class StateFile:
     """The open, locked database: its connection, its transactions, its health."""
 
-    def __init__(self, path: Path, buckets: Sequence[float]) -> None:
+    def __init__(self, path: Path, buckets: Sequence[float], in_memory: bool = False) -> None:
         self.path = path
         self._db_file: int | None = None  # our own descriptor of the database, flock()ed
         self._identity: tuple[int, int] | None = None  # its (st_dev, st_ino)
         self._wal_identity: tuple[int, int] | None = None
         self.broken: str | None = None  # why the file can no longer be used, once it cannot
+        self.in_memory = in_memory
+        if in_memory:
+            self.db = self._copy_in_memory()
+            try:
+                self.db.executescript(_SCHEMA)
+                self._check_version()
+                self._check_buckets(buckets)
+            except sqlite3.Error as exc:
+                self.db.close()
+                raise explain(path, exc) from None
+            return
         self._acquire_lock()
         try:
             # The resolved path, so the journal files sit next to the real file however it
@@ -179,6 +203,28 @@ class StateFile:
             self._release_lock()
             raise
 
+    def _copy_in_memory(self) -> sqlite3.Connection:
+        """A private copy of the state in memory, read from the file without writing to it
+        and without its lock (another exporter may be running on it: `--once` beside it).
+
+        SQLite's backup reads one consistent snapshot, the WAL's committed pages included.
+        """
+        memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        if not self.path.exists():
+            return memory
+        try:
+            uri = f"{self.path.resolve().as_uri()}?mode=ro"
+            source = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            try:
+                source.execute("PRAGMA busy_timeout=5000")
+                source.backup(memory)
+            finally:
+                source.close()
+        except sqlite3.Error as exc:
+            memory.close()
+            raise explain(self.path, exc) from None
+        return memory
+
     # -- file handling -------------------------------------------------------------------
 
     def _acquire_lock(self) -> None:
@@ -205,7 +251,7 @@ class StateFile:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
-            raise StateError(
+            raise StateInUse(
                 f"the state file {self.path} is in use by another exporter process "
                 "(perhaps under another name: a symlink or hard link to the same file); "
                 "each exporter needs its own state file"
@@ -228,6 +274,8 @@ class StateFile:
         Commits would go on into a file no one will open again, and be lost at the next
         start; so from then on every commit fails, loudly, until the exporter is restarted.
         """
+        if self.in_memory:
+            return
         if self.broken is None:
             problem = None
             if _identity(self.path) != self._identity:
@@ -313,6 +361,12 @@ class StateFile:
             )
         self.db.execute("DROP TABLE durations")
 
+    def use_buckets(self, buckets: Sequence[float]) -> bool:
+        """Take another histogram layout in a running process (a reload); True if it differs
+        from the stored one, whose observations are then dropped."""
+        self._check_buckets(buckets)
+        return self.buckets_changed
+
     def _check_buckets(self, buckets: Sequence[float]) -> None:
         self.bucket_count = len(buckets) + 1
         wanted = json.dumps([float(b) for b in buckets])
@@ -332,7 +386,10 @@ class StateFile:
         try:
             yield
         except BaseException:
-            self.db.execute("ROLLBACK")
+            # SQLite ends the transaction itself on some errors (SQLITE_FULL: a full disk);
+            # a ROLLBACK then would fail and hide the error that says what happened.
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
 

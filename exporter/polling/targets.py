@@ -78,6 +78,15 @@ class Target:
             return poll_interval
         return self.config.discover.interval if self.config.discover is not None else None
 
+    def adopt(self, old: Target) -> None:
+        """Carry over what the same target found out under the previous configuration (its
+        project, its instances), so a reload does not make them vanish until looked up again."""
+        if self.project_id is None:
+            self.project_id = old.project_id
+            self.project_error = old.project_error
+        self.discovered = dict(old.discovered)
+        self.health = dict(old.health)
+
     # -- refreshing -----------------------------------------------------------------------
 
     async def refresh(self) -> None:

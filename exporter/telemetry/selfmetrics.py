@@ -60,6 +60,33 @@ class SelfMetrics:
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0),
             registry=registry,
         )
+        self.config_reload_ok = Gauge(
+            PREFIX + "config_last_reload_successful",
+            "1 when the last reload of the configuration file (SIGHUP, POST /-/reload or the "
+            "checksum watch) was taken, 0 when it was refused and the old one kept running.",
+            registry=registry,
+        )
+        self.config_reload_ok.set(1)
+        self.config_reload_time = Gauge(
+            PREFIX + "config_last_reload_success_timestamp_seconds",
+            "When the configuration in use was loaded (at start, or by the last reload taken).",
+            registry=registry,
+        )
+        self.config_reload_time.set_to_current_time()
+        self.state_commit_failures = Counter(
+            PREFIX + "state_commit_failures",
+            "Polls whose results could not be written to the state file (disk full, I/O "
+            "error, file replaced): nothing of such a poll is counted until a later one is "
+            "written.",
+            registry=registry,
+        )
+        self.tasks_date_ignored = Counter(
+            PREFIX + "tasks_date_ignored",
+            "Tasks whose creation date was absurd (before 2000 or in the future) and taken as "
+            "unknown: they are counted when first seen finished, without a duration.",
+            ["cloud_service", "region"],
+            registry=registry,
+        )
         self.shard_info = Gauge(
             PREFIX + "shard_info",
             "Always 1: which shard of how many this replica is (--shard.index, --shard.count); "

@@ -144,7 +144,8 @@ def test_deeply_nested_json_is_refused() -> None:
 
 
 def test_one_bogus_old_date_does_not_stop_paging() -> None:
-    """150 tasks in the window, newest first, the third one dated 1970: 149 are read."""
+    """150 tasks in the window, newest first, the third one dated 1970: all are read, the
+    1970 one as undated (an absurd date is no date, as one far in the future)."""
     now = time.time()
     tasks = [
         {"id": f"t{i}", "name": "modify", "status": "SUCCESS", "created_at": _iso(now - 10 * i)}
@@ -153,7 +154,8 @@ def test_one_bogus_old_date_does_not_stop_paging() -> None:
     tasks[2]["created_at"] = "1970-01-01T00:00:00Z"
     with hostile.running(_paged(tasks)) as (server,):
         got = _fetch(server.url, now - 3600, page_size=100)
-    assert {t.id for t in got.tasks} == {f"t{i}" for i in range(150)} - {"t2"}
+    assert {t.id for t in got.tasks} == {f"t{i}" for i in range(150)}
+    assert [t.created_at for t in got.tasks if t.id == "t2"] == [None]
     assert got.pages == 2
 
 
@@ -296,7 +298,11 @@ def test_ten_trickling_endpoints_cannot_starve_a_healthy_one(
         assert proc.get("/healthz")[0] == 200
         assert proc.get("/readyz")[0] == 200
         page = proc.get("/")[2].decode()
-        assert page.count("no complete answer within 1s") == 10
+        # Each down for its own reason: its answer trickled, or (more trickling endpoints
+        # than slots) its poll could not even start within the interval.
+        reasons = ("no complete answer within 1s", "could not start within the poll interval")
+        assert sum(page.count(r) for r in reasons) == 10
+        assert page.count(reasons[0]) >= 1
         failed = [line for line in proc.lines if "poll failed" in line and "trickle-" in line]
         assert all("no complete answer within 1s" in line for line in failed)
         assert {re.search(r"trickle-\d+", line).group() for line in failed} == {  # type: ignore[union-attr]

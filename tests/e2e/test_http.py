@@ -22,6 +22,7 @@ from tests.conftest import (
     all_up,
     config_doc,
     instance_entry,
+    run_cli,
     run_once,
     write_config,
 )
@@ -176,7 +177,8 @@ def test_two_exporters_cannot_share_a_state_file(
     cfg, _ = _setup(sim, tmp_path)
     proc = exporters(cfg)
     proc.wait_for(lambda m: all_up(m, 3), what="all up")
-    run = run_once(cfg)
+    # A second daemon is refused (`--once` beside it polls a copy: tests/e2e/test_live.py).
+    run = run_cli(f"--config.file={cfg}", "--web.listen-address=127.0.0.1:0", timeout=20)
     assert run.rc == 1
     assert "in use by another exporter process" in run.stderr
 

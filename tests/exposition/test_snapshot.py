@@ -12,6 +12,7 @@ import gzip
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,10 @@ def _populate(store: SnapshotStore, by_instance: bool, now: float | None = None)
             up=True,
             last_success=now - 30,
             poll_duration=2.5,
-            summary=_summary(b, now, rows_b, {("bindInstancePublicIp", "CANCELLED"): 3}),
+            summary=replace(  # a task list with more names than its limit
+                _summary(b, now, rows_b, {("bindInstancePublicIp", "CANCELLED"): 3}),
+                names_folded=3,
+            ),
         )
     )
     store.publish_task_list(TaskListSnapshot(c, last_success=now - 3600))  # restored, not polled

@@ -153,3 +153,32 @@ def test_no_history_read_when_off_or_for_a_task_list_gone(tmp_path: Path) -> Non
         assert snapshots.current.fleet == ()
     finally:
         store.close()
+
+
+def test_history_names_are_bounded_as_the_polls_are(tmp_path: Path) -> None:
+    """A history of thousands of names teaches no more than `max_task_names_per_list` kinds:
+    the names past the bound are learned as `_other`, as the polls count them."""
+    config = _config("metrics: {max_task_names_per_list: 3}\n")
+    t = task_list("dcs", "i1", "redis-1")
+    store = StateStore(tmp_path / "s.db", config.metrics.duration_buckets)
+    snapshots = SnapshotStore(config.metrics.duration_buckets, False, TaskFamilies(60.0, False))
+    snapshots.set_task_lists([t])
+    now = time.time()
+    flood = [
+        Task(f"t{i}", f"generated-{i:04}", "SUCCESS", now - 3600 + i, now - 3000 + i, "", "")
+        for i in range(500)
+    ]
+
+    async def run() -> None:
+        learning = Learning(config, store, _Reader(flood), snapshots)  # type: ignore[arg-type]
+        learning.restore(t)
+        learning.polled(t)
+        await learning.wait()
+
+    try:
+        asyncio.run(run())
+        names = {e.name for e in snapshots.current.task_lists[0].expected}
+        assert names == {"generated-0000", "generated-0001", "generated-0002", "_other"}
+        assert {e.name for _, e in snapshots.current.fleet} == names
+    finally:
+        store.close()
