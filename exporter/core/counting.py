@@ -20,6 +20,7 @@ Nothing here does I/O, so every rule is tested directly (tests/core/test_countin
 from __future__ import annotations
 
 import json
+import math
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -81,6 +82,20 @@ class TaskEvent:
     fields: dict[str, object]
 
 
+class SummaryMemo:
+    """The last summary of a set of tasks, counters and failures, and the window starts it
+    holds for: from where it was computed up to the creation of the next task to leave the
+    window. Shared by the states a quiet commit leads to (nothing in them changed)."""
+
+    __slots__ = ("since", "summary", "until", "zero")
+
+    def __init__(self) -> None:
+        self.summary: TaskSummary | None = None
+        self.since = 0.0
+        self.until = 0.0
+        self.zero: Sequence[str] = ()
+
+
 @dataclass
 class TaskListState:
     """What the state knows of one task list: its watermark, tasks, finished counters and
@@ -92,6 +107,7 @@ class TaskListState:
     tasks: dict[str, TaskRow]
     finished: dict[tuple[str, str], int]
     failures: dict[str, Failure] = field(default_factory=dict)
+    memo: SummaryMemo = field(default_factory=SummaryMemo, compare=False, repr=False)
 
 
 @dataclass
@@ -325,6 +341,19 @@ def apply_commit(
     """The task list's state once `commit` is applied: its tasks updated, deleted and pruned,
     its counters moved (to `finished`, the totals the state file returned, when given), its
     last failures replaced by newer ones."""
+    prune_before = commit.prune_before
+    if (
+        commit.quiet
+        and not finished
+        and all(t.created_at >= prune_before for t in state.tasks.values())
+    ):
+        # Only the watermark moved: the same tasks, counters and failures (and so summary).
+        return replace(
+            state,
+            baseline_at=commit.baseline_at,
+            watermark=commit.watermark,
+            last_success=commit.last_success,
+        )
     tasks = dict(state.tasks)
     for row in commit.upserts:
         tasks[row.id] = row
@@ -342,6 +371,7 @@ def apply_commit(
         tasks=tasks,
         finished={**state.finished, **finished} if finished else state.finished,
         failures={**state.failures, **commit.failures} if commit.failures else state.failures,
+        memo=SummaryMemo(),
     )
 
 
@@ -349,14 +379,21 @@ def summary_of(
     task_list: TaskList, state: TaskListState, now: float, config: Config
 ) -> TaskSummary:
     """A task list's gauges as of `now`: over the lookback window, its counters completed
-    with zeros in the statuses its dialect starts at 0."""
-    return summarize(
-        state.tasks.values(),
-        state.finished,
-        now - config.lookback,
-        ZERO_INITIALIZED_STATUSES[task_list.dialect],
-        state.failures,
+    with zeros in the statuses its dialect starts at 0.
+
+    Remembered with the state: a quiet poll, whose window start passed no task's creation,
+    gets the same summary without computing it again."""
+    since = now - config.lookback
+    zero = ZERO_INITIALIZED_STATUSES[task_list.dialect]
+    memo = state.memo
+    if memo.summary is not None and memo.zero is zero and memo.since <= since <= memo.until:
+        return memo.summary
+    summary = summarize(state.tasks.values(), state.finished, since, zero, state.failures)
+    memo.summary, memo.since, memo.zero = summary, since, zero
+    memo.until = min(
+        (t.created_at for t in state.tasks.values() if t.created_at >= since), default=math.inf
     )
+    return summary
 
 
 @dataclass(frozen=True, slots=True)

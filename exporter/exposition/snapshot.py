@@ -166,7 +166,7 @@ class SnapshotStore:
                 return  # removed while it was being polled
             snap = replace(snap, task_list=old.task_list)
             self._task_lists[snap.task_list.key] = snap
-            if snap.summary != old.summary:
+            if snap.summary is not old.summary and snap.summary != old.summary:
                 self._render_summary(snap)
                 if snap.summary.names != old.summary.names:
                     self._leave(snap.task_list, old.summary.names)

@@ -34,7 +34,7 @@ from exporter.web.http import (
     simple_response,
     wsgi_environ,
 )
-from exporter.web.wsgi import Environ, StartResponse
+from exporter.web.wsgi import RECEIVED, Environ, StartResponse
 
 log = logging.getLogger(__name__)
 
@@ -385,11 +385,11 @@ class HttpServer:
                 # Overloaded: the client has likely given up; answer at once, render nothing.
                 data, keep_alive = [OVERLOADED], False
             else:
-                data, keep_alive = self._run_app(request, conn.peer)
+                data, keep_alive = self._run_app(request, conn.peer, queued_at)
             self._done.append((conn, data, keep_alive))
             self._wake()
 
-    def _run_app(self, request: Request, peer: Any) -> tuple[list[bytes], bool]:
+    def _run_app(self, request: Request, peer: Any, received: float) -> tuple[list[bytes], bool]:
         """The complete response to one request (its head, then the app's own chunks), and
         whether to keep the connection."""
         started: list[tuple[str, list[tuple[str, str]]]] = []
@@ -403,9 +403,9 @@ class HttpServer:
 
         keep_alive = request.keep_alive
         try:
-            result = self.app(
-                wsgi_environ(request, self.server_name, self.port, peer), start_response
-            )
+            environ = wsgi_environ(request, self.server_name, self.port, peer)
+            environ[RECEIVED] = received
+            result = self.app(environ, start_response)
             try:
                 chunks.extend(result)
             finally:
