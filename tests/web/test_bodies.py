@@ -67,8 +67,8 @@ def test_a_later_scrape_sees_what_changed_and_fresh_own_metrics() -> None:
     polls.inc()
     store.update_task_list(task_list("dcs", "i1").key, up=False)
     for accept_gzip in (False, True):
-        env = {"HTTP_ACCEPT_ENCODING": "gzip"} if accept_gzip else {}
-        body = b"".join(_get(app, **env))
+        env: dict[str, Any] = {"HTTP_ACCEPT_ENCODING": "gzip"} if accept_gzip else {}
+        body = b"".join(_get(app, None, **env))
         if accept_gzip:
             body = gzip.decompress(body)
         assert _value(body, "huaweicloud_task_test_polls_total") == 1
