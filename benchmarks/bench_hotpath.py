@@ -421,8 +421,8 @@ def main() -> int:
         return 0
     print(
         f"{args.size} task lists, latency {args.latency * 1000:.0f} ms, max_concurrency "
-        f"{CONCURRENCY}, {args.window:.0f}s polling windows; Python {sys.version.split()[0]}, "
-        f"{os.cpu_count()} CPUs",
+        f"{CONCURRENCY}, {args.window:.0f}s polling windows; "
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs",
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="bench-hotpath-") as tmp:
