@@ -2,7 +2,8 @@
 
 In one run, over HTTP/1.1 keep-alive and then over TLS (a private CA), against the simulator
 in its own process (N DCS instances, 8 finished tasks each, a fixed latency per request,
-`http: {requests_per_second: 1000, burst: 100, max_concurrency: 64}`):
+served on two endpoints, half the lists each, `http: {requests_per_second: 1000, burst: 100,
+max_concurrency: 64}`):
 
 - the official SDK (`huaweicloudsdkdcs`), one list after the other (over the first
   --sdk-sequential lists, scaled to N) and with 64 threads (every list): wall and CPU;
@@ -61,6 +62,7 @@ from tests.certs import make_ca_and_server_cert  # noqa: E402
 
 TASKS_PER_LIST = 8
 CONCURRENCY = 64
+ENDPOINTS = 2
 
 
 # -- the simulator's process -------------------------------------------------------------------
@@ -80,17 +82,26 @@ def serve(size: int, latency: float, out: Path, tls_dir: Path | None) -> None:
     if latency:
         world.add_fault(Fault(kind="latency", latency=latency))
     tls = (str(tls_dir / "server.pem"), str(tls_dir / "server-key.pem")) if tls_dir else None
-    sim = Simulator(world, tls=tls).start()
+    # Two endpoints (as two regions would be), half the lists each: the exporter gives one
+    # endpoint at most half of http.max_concurrency, the SDK script's threads share both.
+    sims = [Simulator(world, tls=tls).start() for _ in range(ENDPOINTS)]
+    instances = list(world.instances.values())
     info = {
-        "dcs_url": sim.dcs_url,
         "secret": secret,
-        "instances": [{"id": i.id, "name": i.name} for i in world.instances.values()],
+        "endpoints": [
+            {
+                "url": sim.dcs_url,
+                "instances": [{"id": i.id, "name": i.name} for i in instances[n::ENDPOINTS]],
+            }
+            for n, sim in enumerate(sims)
+        ],
     }
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(info))
     tmp.rename(out)
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
-    sim.stop()
+    for sim in sims:
+        sim.stop()
 
 
 def _config(info: dict[str, Any], workdir: Path, interval: str, ca: Path | None) -> Path:
@@ -111,11 +122,12 @@ def _config(info: dict[str, Any], workdir: Path, interval: str, ca: Path | None)
             {
                 "region": DEMO_REGION,
                 "project_id": DEMO_PROJECT,
-                "endpoints": {"dcs": info["dcs_url"], "dms": info["dcs_url"]},
+                "endpoints": {"dcs": e["url"], "dms": e["url"]},
                 "instances": [
-                    {"service": "dcs", "id": i["id"], "name": i["name"]} for i in info["instances"]
+                    {"service": "dcs", "id": i["id"], "name": i["name"]} for i in e["instances"]
                 ],
             }
+            for e in info["endpoints"]
         ],
     }
     path = workdir / f"config-{interval}.yml"
@@ -126,7 +138,7 @@ def _config(info: dict[str, Any], workdir: Path, interval: str, ca: Path | None)
 # -- the official SDK --------------------------------------------------------------------------
 
 
-def _sdk_client(info: dict[str, Any], ca: Path | None) -> Any:
+def _sdk_client(info: dict[str, Any], url: str, ca: Path | None) -> Any:
     config = HttpConfig.get_default_config()
     if ca is not None:
         config.ssl_ca_cert = str(ca)
@@ -134,7 +146,7 @@ def _sdk_client(info: dict[str, Any], ca: Path | None) -> Any:
         DcsClient.new_builder()
         .with_http_config(config)
         .with_credentials(BasicCredentials(DEMO_ACCESS_KEY, info["secret"], DEMO_PROJECT))
-        .with_endpoints([info["dcs_url"]])
+        .with_endpoints([url])
         .build()
     )
 
@@ -160,20 +172,24 @@ def sdk_runs(
 ) -> tuple[float | None, float, float]:
     """(sequential wall scaled to every list, 64-thread wall, 64-thread CPU per list)."""
     start = time.strftime("%Y%m%d%H%M%S", time.gmtime(time.time() - 86400))
-    ids = [i["id"] for i in info["instances"]]
+    # Every list with its endpoint, the endpoints taking turns.
+    ids = [(e["url"], i["id"]) for e in info["endpoints"] for i in e["instances"]]
+    ids.sort(key=lambda pair: pair[1])
     local = threading.local()
 
-    def one(instance_id: str) -> int:
-        client = getattr(local, "client", None)
+    def one(pair: tuple[str, str]) -> int:
+        url, instance_id = pair
+        clients = local.__dict__.setdefault("clients", {})
+        client = clients.get(url)
         if client is None:
-            client = local.client = _sdk_client(info, ca)
+            client = clients[url] = _sdk_client(info, url, ca)
         return _sdk_list(client, instance_id, start)
 
     seq = None
     if sequential:
         t0 = time.monotonic()
-        for instance_id in ids[:sequential]:
-            one(instance_id)
+        for pair in ids[:sequential]:
+            one(pair)
         seq = (time.monotonic() - t0) * len(ids) / min(sequential, len(ids))
     cpu0, t0 = time.process_time(), time.monotonic()
     with ThreadPoolExecutor(CONCURRENCY) as pool:
