@@ -85,5 +85,6 @@ class SharedBodies:
             compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
             tasks.gzip_prefix = b"".join([compressor.compress(chunk) for chunk in chunks])
             tasks.gzip = compressor
+            tasks.chunks = []  # only the compressed bytes are kept
         self._tasks[variant] = tasks
         return tasks
