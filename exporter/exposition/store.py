@@ -54,9 +54,10 @@ class ExpositionStore:
         return self.render_at(openmetrics, names)[1]
 
     def render_at(
-        self, openmetrics: bool, names: frozenset[str] | None = None
+        self, openmetrics: bool, names: frozenset[str] | None = None, join: bool = True
     ) -> tuple[int, list[bytes]]:
-        """`render`, with the generation the chunks are of."""
+        """`render`, with the generation the chunks are of; without `join`, the headers and
+        objects' blocks in order, unjoined (for a compressor: no copy of the whole)."""
         with self._lock:
             generation = self.generation
             blocks = [(f, list(self._blocks[f.name].values())) for f in self.families]
@@ -70,7 +71,12 @@ class ExpositionStore:
                     parts = [_only(part, wanted) for part in parts]  # noqa: PLW2901
                 if not any(parts):
                     continue
-            out.append(self._headers[(family.name, openmetrics)] + b"".join(parts))
+            header = self._headers[(family.name, openmetrics)]
+            if join:
+                out.append(header + b"".join(parts))
+            else:
+                out.append(header)
+                out.extend(parts)
         return generation, out
 
 

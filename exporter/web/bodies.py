@@ -21,6 +21,7 @@ from exporter.exposition.store import ExpositionStore
 
 # Fast compression: a large exposition is compressed once per change it goes through.
 GZIP_LEVEL = 1
+GZIP_BATCH = 256 * 1024  # bytes of stored blocks compressed at a time
 # Variants kept (each `name[]` set is one): clients choose them, so they are bounded.
 MAX_VARIANTS = 32
 
@@ -79,11 +80,23 @@ class SharedBodies:
         found = self._tasks.get(variant)
         if found is not None and found.generation == self.store.generation:
             return found
-        generation, chunks = self.store.render_at(openmetrics, names)
+        generation, chunks = self.store.render_at(openmetrics, names, join=not gzip)
         tasks = _Tasks(generation, chunks)
         if gzip:
+            # Compressed in batches of the stored blocks: the whole is never joined.
             compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
-            tasks.gzip_prefix = b"".join([compressor.compress(chunk) for chunk in chunks])
+            out: list[bytes] = []
+            batch: list[bytes] = []
+            size = 0
+            for chunk in chunks:
+                batch.append(chunk)
+                size += len(chunk)
+                if size >= GZIP_BATCH:
+                    out.append(compressor.compress(b"".join(batch)))
+                    batch.clear()
+                    size = 0
+            out.append(compressor.compress(b"".join(batch)))
+            tasks.gzip_prefix = b"".join(out)
             tasks.gzip = compressor
             tasks.chunks = []  # only the compressed bytes are kept
         self._tasks[variant] = tasks

@@ -89,11 +89,11 @@ def test_concurrent_scrapes_build_one_body() -> None:
     calls = 0
     render = store.exposition.render_at
 
-    def counted(*args: Any) -> Any:
+    def counted(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
         time.sleep(0.05)  # a large exposition: the others arrive meanwhile
-        return render(*args)
+        return render(*args, **kwargs)
 
     store.exposition.render_at = counted  # type: ignore[method-assign,assignment]
     arrived = time.monotonic()
