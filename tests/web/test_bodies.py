@@ -95,7 +95,7 @@ def test_concurrent_scrapes_build_one_body() -> None:
         time.sleep(0.05)  # a large exposition: the others arrive meanwhile
         return render(*args, **kwargs)
 
-    store.exposition.render_at = counted  # type: ignore[method-assign,assignment]
+    store.exposition.render_at = counted  # type: ignore[method-assign]
     arrived = time.monotonic()
     bodies: list[list[bytes]] = []
     threads = [
