@@ -87,19 +87,19 @@ class HotPath:
             for k, v in headers.items()
             if k not in ("host", "authorization", "x-sdk-date")
         }
-        self._prepared: dict[tuple[str, int], _Prepared] = {}
+        self._prepared: dict[str, _Prepared] = {}
 
     def prepared(self, url_text: str, url: httpx.URL, auth: httpx.Auth) -> _Prepared | None:
         """The prepared request for this URL and auth; None when it cannot be prepared."""
-        key = (url_text, id(auth))
-        found = self._prepared.get(key)
+        found = self._prepared.get(url_text)
         if found is not None and found.auth is auth:
             return found
         if url.query or url.fragment or not isinstance(auth, (AkSkAuth, TokenAuth)):
             return None
         if len(self._prepared) >= MAX_PREPARED:
-            self._prepared.clear()  # task lists and credentials come and go
-        found = self._prepared[key] = _Prepared(url, auth, self._headers)
+            self._prepared.clear()  # task lists come and go
+        # One per URL: renewed credentials replace the request prepared with the old ones.
+        found = self._prepared[url_text] = _Prepared(url, auth, self._headers)
         return found
 
     async def get(
