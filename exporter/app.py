@@ -267,7 +267,7 @@ class Exporter:
             snapshots.publish_task_list(snap)
         snapshots.publish_discovery(old.instances, old.discovery)
         self.snapshots = snapshots
-        self.metrics_app.store = snapshots.exposition
+        self.metrics_app.use(snapshots.exposition)
         if self.router is not None:
             self.router.snapshots = snapshots
 

@@ -19,8 +19,10 @@ from typing import Any
 import httpx
 
 from exporter.cloud.credentials import CredentialError, CredentialProvider
+from exporter.cloud.hotpath import Answered, HotPath
 from exporter.cloud.ratelimit import HostLimiters
 from exporter.cloud.replies import Reply, ReplyError, read_reply
+from exporter.cloud.transport import LeanTransport
 from exporter.config import HttpSettings
 from exporter.telemetry.logs import REDACTED, scrub
 from exporter.telemetry.selfmetrics import SelfMetrics
@@ -160,6 +162,10 @@ class CloudClient:
         # `http`'s own transport, to send the task-list requests to without the client's
         # per-request machinery (exporter.cloud.replies); None: through the client (a proxy).
         self.direct = direct
+        # Task-list polls over the lean transport skip httpx altogether (prepared requests).
+        self.hot = HotPath(http, direct.wire) if isinstance(direct, LeanTransport) else None
+        # The labelled children of the request metrics, looked up once each.
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self.settings = settings
         self.metrics = metrics
         self.limiters = HostLimiters(settings.requests_per_second, settings.burst)
@@ -185,6 +191,40 @@ class CloudClient:
             url = httpx.URL(url_text)
             found = self._urls[url_text] = (url, endpoint_key(url))
         return found
+
+    def _metrics(self, service: str, region: str, code: str) -> tuple[Any, Any]:
+        """The request counter and duration histogram children (the codes are few)."""
+        key = (service, region, code)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = (
+                self.metrics.api_requests.labels(service, region, code),
+                self.metrics.api_request_duration.labels(service, region),
+            )
+        return found
+
+    async def _get(
+        self, url_text: str, url: httpx.URL, params: dict[str, str], auth: httpx.Auth
+    ) -> Answered:
+        """One GET: prepared over the wire when it can be, else through httpx."""
+        settings = self.settings
+        if self.hot is not None:
+            prepared = self.hot.prepared(url_text, url, auth)
+            if prepared is not None:
+                return await self.hot.get(
+                    prepared, params, settings.timeout, settings.max_response_bytes
+                )
+        response = await read_reply(
+            self.http,
+            "GET",
+            url,
+            direct=self.direct,
+            params=params,
+            auth=auth,
+            timeout=settings.timeout,
+            max_bytes=settings.max_response_bytes,
+        )
+        return response.status, response.body, lambda: response
 
     def _backoff(self, attempt: int) -> float:
         base = min(self.settings.backoff_max, self.settings.backoff_initial * 2.0**attempt)
@@ -212,38 +252,28 @@ class CloudClient:
             await bucket.acquire()
             started = time.monotonic()
             try:
-                response = await read_reply(
-                    self.http,
-                    "GET",
-                    url,
-                    direct=self.direct,
-                    params=params,
-                    auth=auth,
-                    timeout=self.settings.timeout,
-                    max_bytes=self.settings.max_response_bytes,
-                )
+                status, body, reply = await self._get(url_text, url, params, auth)
             except ReplyError as exc:
                 hint = " (http.max_response_bytes)" if exc.oversized else ""
                 last = ApiError(f"{exc}{hint}", status=exc.status, retryable=exc.retryable)
                 code = str(exc.status) if exc.status is not None else "error"
-                self.metrics.api_requests.labels(service, region, code).inc()
+                self._metrics(service, region, code)[0].inc()
             else:
-                self.metrics.api_requests.labels(service, region, str(response.status)).inc()
-                self.metrics.api_request_duration.labels(service, region).observe(
-                    time.monotonic() - started
-                )
-                if response.is_success:
+                counter, duration = self._metrics(service, region, str(status))
+                counter.inc()
+                duration.observe(time.monotonic() - started)
+                if 200 <= status < 300:
                     try:
-                        return parse_json(response.body)
+                        return parse_json(body)
                     except TooDeep as exc:
                         last = ApiError(str(exc), status=200)
                     except ValueError:
                         last = ApiError("the answer is not valid JSON", status=200, retryable=True)
                 else:
-                    last = classify(response)
+                    last = classify(reply())
                     if last.throttled:
                         self.metrics.api_throttled.labels(service, region).inc()
-                    if response.status == 401 and credentials.renewable and not refreshed:
+                    if status == 401 and credentials.renewable and not refreshed:
                         # Expired temporary keys or token: renew them and try once more.
                         credentials.invalidate()
                         refreshed = True

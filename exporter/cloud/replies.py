@@ -104,6 +104,41 @@ async def _read_direct(
         await response.aclose()
 
 
+def decode_body(encoding: str, raw: bytes, max_bytes: int, status: int) -> bytes:
+    """A body read whole (gzip, deflate) decoded slice by slice, never past `max_bytes`."""
+    decoder = _decoder(encoding)
+    if decoder is None:
+        if len(raw) > max_bytes:
+            raise _oversized(max_bytes, status)
+        return raw
+    chunks: list[bytes] = []
+    size = 0
+    data = raw
+    while data:
+        try:
+            # Never more output than the room left (plus one byte to notice excess).
+            out = decoder.decompress(data, max_bytes - size + 1)
+        except zlib.error:
+            raise ReplyError(
+                "the answer's compressed body is corrupt", retryable=True, status=status
+            ) from None
+        size += len(out)
+        if size > max_bytes:
+            raise _oversized(max_bytes, status)
+        chunks.append(out)
+        data = decoder.unconsumed_tail
+    return b"".join(chunks)
+
+
+def _oversized(max_bytes: int, status: int) -> ReplyError:
+    return ReplyError(
+        f"the answer is larger than {_size(max_bytes)} once decoded",
+        retryable=False,
+        status=status,
+        oversized=True,
+    )
+
+
 async def _decoded(response: httpx.Response, raw_chunks: Any, max_bytes: int) -> Reply:
     """The body decoded (gzip, deflate) chunk by chunk, never past `max_bytes`."""
     decoder = _decoder(response.headers.get("Content-Encoding", ""))
@@ -114,12 +149,7 @@ async def _decoded(response: httpx.Response, raw_chunks: Any, max_bytes: int) ->
         nonlocal size
         size += len(data)
         if size > max_bytes:
-            raise ReplyError(
-                f"the answer is larger than {_size(max_bytes)} once decoded",
-                retryable=False,
-                status=response.status_code,
-                oversized=True,
-            )
+            raise _oversized(max_bytes, response.status_code)
         chunks.append(data)
 
     async for raw in raw_chunks:
@@ -161,10 +191,13 @@ async def read_reply(
         )
     except asyncio.TimeoutError:
         raise ReplyError(f"no complete answer within {timeout:g}s", retryable=True) from None
-    except httpx.TimeoutException:
-        raise ReplyError(f"no answer within {timeout:g}s", retryable=True) from None
     except httpx.TransportError as exc:
-        detail = clean_text(str(exc), 200)
-        raise ReplyError(
-            f"connection failed ({type(exc).__name__}: {detail})", retryable=True
-        ) from None
+        raise failure(exc, timeout) from None
+
+
+def failure(exc: httpx.TransportError, timeout: float) -> ReplyError:
+    """What a failed exchange says: a timeout, or the connection's failure, cleaned."""
+    if isinstance(exc, httpx.TimeoutException):
+        return ReplyError(f"no answer within {timeout:g}s", retryable=True)
+    detail = clean_text(str(exc), 200)
+    return ReplyError(f"connection failed ({type(exc).__name__}: {detail})", retryable=True)

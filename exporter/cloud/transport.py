@@ -7,7 +7,8 @@ so this transport keeps a stack of idle connections per origin, writes the reque
 go and reads the whole answer itself, with bounds on the status line, the headers, chunk
 lines and the body. It plugs in under httpx, so everything above it (auth, redirects off, decoding,
 streaming, timeouts as httpx exceptions) is unchanged. A proxy is left to httpx's own
-transport (`exporter.app`).
+transport (`exporter.app`). The task-list polls skip httpx altogether: they go out through
+`wire`, this transport's pool of `exporter.cloud.wire` connections.
 """
 
 from __future__ import annotations
@@ -19,10 +20,8 @@ from typing import Any
 import httpx
 
 from exporter.aio import within
+from exporter.cloud.wire import MAX_CHUNK_LINE, MAX_HEAD, WirePool, parse_head
 
-MAX_HEAD = 64 * 1024  # status line and headers together
-MAX_HEADERS = 100
-MAX_CHUNK_LINE = 1024
 READ_SIZE = 64 * 1024
 SLICE = 16 * 1024  # what httpx's decoders get at a time
 MAX_BODY = 16 * 2**20  # bytes on the wire; decoded size is bounded above it (cloudapi)
@@ -72,6 +71,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self._max_idle = max_idle_per_origin
         self._max_body = max_body
         self._idle: dict[Origin, list[_Connection]] = {}
+        # The task-list polls' own path, on connections of its own (exporter.cloud.hotpath).
+        self.wire = WirePool(ssl_context, max_idle_per_origin, max_body)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -182,21 +183,10 @@ class LeanTransport(httpx.AsyncBaseTransport):
             raw = await conn.reader.readuntil(b"\r\n\r\n")
         except asyncio.LimitOverrunError:
             raise httpx.RemoteProtocolError("response head over 64 KiB") from None
-        lines = raw[:-4].split(b"\r\n")
-        parts = lines[0].split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-            raise httpx.RemoteProtocolError("not an HTTP/1.x status line")
-        if len(lines) - 1 > MAX_HEADERS:
-            raise httpx.RemoteProtocolError(f"more than {MAX_HEADERS} response headers")
-        headers: list[tuple[bytes, bytes]] = []
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep or not name or name != name.strip():
-                raise httpx.RemoteProtocolError("malformed response header")
-            headers.append((name, value.strip()))
-        return int(parts[1]), parts[2] if len(parts) > 2 else b"", headers
+        return parse_head(raw[:-4])
 
     async def aclose(self) -> None:
+        self.wire.close()
         for stack in self._idle.values():
             for conn in stack:
                 conn.close()

@@ -19,8 +19,7 @@ Nothing here does I/O, so every rule is tested directly (tests/core/test_countin
 
 from __future__ import annotations
 
-import json
-from bisect import bisect_left
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -28,6 +27,11 @@ from datetime import datetime, timezone
 
 from exporter.config import Config
 from exporter.core.expectations import Sample
+from exporter.core.histograms import (
+    HistogramDelta,
+    bucket_index,
+    histogram_series_key,
+)
 from exporter.core.names import OTHER_NAME, fold_names
 from exporter.core.tasklists import TaskList
 from exporter.core.tasks import ZERO_INITIALIZED_STATUSES, Task, is_finished, is_unfinished
@@ -83,6 +87,20 @@ class TaskEvent:
     fields: dict[str, object]
 
 
+class SummaryMemo:
+    """The last summary of a set of tasks, counters and failures, and the window starts it
+    holds for: from where it was computed up to the creation of the next task to leave the
+    window. Shared by the states a quiet commit leads to (nothing in them changed)."""
+
+    __slots__ = ("since", "summary", "until", "zero")
+
+    def __init__(self) -> None:
+        self.summary: TaskSummary | None = None
+        self.since = 0.0
+        self.until = 0.0
+        self.zero: Sequence[str] = ()
+
+
 @dataclass
 class TaskListState:
     """What the state knows of one task list: its watermark, tasks, finished counters and
@@ -94,26 +112,7 @@ class TaskListState:
     tasks: dict[str, TaskRow]
     finished: dict[tuple[str, str], int]
     failures: dict[str, Failure] = field(default_factory=dict)
-
-
-@dataclass
-class HistogramDelta:
-    """One poll's observations of one duration series: per-bucket counts (not cumulative,
-    the last one is +Inf), their sum and count."""
-
-    buckets: list[int]
-    sum: float = 0.0
-    count: int = 0
-
-
-@dataclass(frozen=True)
-class HistogramRow:
-    """A duration series' totals: per-bucket counts (not cumulative; the last is +Inf)."""
-
-    series: str
-    buckets: tuple[int, ...]
-    sum: float
-    count: int
+    memo: SummaryMemo = field(default_factory=SummaryMemo, compare=False, repr=False)
 
 
 @dataclass
@@ -173,34 +172,6 @@ def window_start(state: TaskListState, now: float, config: Config) -> float:
     if unfinished:
         since = min(since, min(unfinished) - config.overlap)
     return max(since, now - config.retention)
-
-
-def bucket_index(bounds: Sequence[float], value: float) -> int:
-    """Index of the first bucket whose upper bound is >= value (`le` semantics)."""
-    return bisect_left(bounds, value)
-
-
-def histogram_series_key(task_list: TaskList, by_instance: bool, name: str, status: str) -> str:
-    """The stored key of a histogram series.
-
-    Without `by_instance` the instances of a service in a project share series; the task
-    center keeps its own (`source`), so a DCS task seen in both lists is never observed twice
-    in one series.
-    """
-    instance = task_list.instance_id if by_instance else ""
-    mode = "instance" if by_instance else "aggregate"
-    return json.dumps(
-        [
-            mode,
-            task_list.service,
-            task_list.region,
-            task_list.project_id,
-            task_list.kind,
-            instance,
-            name,
-            status,
-        ]
-    )
 
 
 def _note_failure(state: TaskListState, commit: PollCommit, row: TaskRow, now: float) -> None:
@@ -355,6 +326,19 @@ def apply_commit(
     """The task list's state once `commit` is applied: its tasks updated, deleted and pruned,
     its counters moved (to `finished`, the totals the state file returned, when given), its
     last failures replaced by newer ones."""
+    prune_before = commit.prune_before
+    if (
+        commit.quiet
+        and not finished
+        and all(t.created_at >= prune_before for t in state.tasks.values())
+    ):
+        # Only the watermark moved: the same tasks, counters and failures (and so summary).
+        return replace(
+            state,
+            baseline_at=commit.baseline_at,
+            watermark=commit.watermark,
+            last_success=commit.last_success,
+        )
     tasks = dict(state.tasks)
     for row in commit.upserts:
         tasks[row.id] = row
@@ -372,6 +356,7 @@ def apply_commit(
         tasks=tasks,
         finished={**state.finished, **finished} if finished else state.finished,
         failures={**state.failures, **commit.failures} if commit.failures else state.failures,
+        memo=SummaryMemo(),
     )
 
 
@@ -379,14 +364,21 @@ def summary_of(
     task_list: TaskList, state: TaskListState, now: float, config: Config
 ) -> TaskSummary:
     """A task list's gauges as of `now`: over the lookback window, its counters completed
-    with zeros in the statuses its dialect starts at 0."""
-    return summarize(
-        state.tasks.values(),
-        state.finished,
-        now - config.lookback,
-        ZERO_INITIALIZED_STATUSES[task_list.dialect],
-        state.failures,
+    with zeros in the statuses its dialect starts at 0.
+
+    Remembered with the state: a quiet poll, whose window start passed no task's creation,
+    gets the same summary without computing it again."""
+    since = now - config.lookback
+    zero = ZERO_INITIALIZED_STATUSES[task_list.dialect]
+    memo = state.memo
+    if memo.summary is not None and memo.zero is zero and memo.since <= since <= memo.until:
+        return memo.summary
+    summary = summarize(state.tasks.values(), state.finished, since, zero, state.failures)
+    memo.summary, memo.since, memo.zero = summary, since, zero
+    memo.until = min(
+        (t.created_at for t in state.tasks.values() if t.created_at >= since), default=math.inf
     )
+    return summary
 
 
 @dataclass(frozen=True, slots=True)

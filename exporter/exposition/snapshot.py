@@ -15,8 +15,9 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from exporter.core.counting import HistogramRow, TaskSummary
+from exporter.core.counting import TaskSummary
 from exporter.core.expectations import Expectation, FleetKey
+from exporter.core.histograms import HistogramRow
 from exporter.core.instances import DiscoveryHealth, InstanceInfo
 from exporter.core.tasklists import TASKLIST_LABELS, TaskList
 from exporter.core.tasks import ZERO_INITIALIZED_STATUSES
@@ -182,7 +183,7 @@ class SnapshotStore:
             self._task_lists[snap.task_list.key] = snap
             if snap.expected != old.expected:
                 self._render_expected(snap)
-            if snap.summary != old.summary:
+            if snap.summary is not old.summary and snap.summary != old.summary:
                 self._render_summary(snap)
                 if snap.summary.names != old.summary.names:
                     self._leave(snap.task_list, old.summary.names)

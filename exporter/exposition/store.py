@@ -24,10 +24,13 @@ class ExpositionStore:
         self._headers = {(f.name, om): f.header(om) for f in self.families for om in (False, True)}
         self._blocks: dict[str, dict[Hashable, bytes]] = {f.name: {} for f in self.families}
         self._lock = threading.Lock()
+        # Moves at every change: a scrape's joined body stays good while it does not.
+        self.generation = 0
 
     def put(self, obj: Hashable, blocks: Mapping[str, bytes]) -> None:
         """Replace `obj`'s lines in each family named in `blocks` (empty bytes: none)."""
         with self._lock:
+            self.generation += 1
             for name, data in blocks.items():
                 family = self._blocks[name]
                 if data:
@@ -38,6 +41,7 @@ class ExpositionStore:
     def remove(self, obj: Hashable) -> None:
         """Drop every line of `obj`: its series disappear from the next scrape."""
         with self._lock:
+            self.generation += 1
             for family in self._blocks.values():
                 family.pop(obj, None)
 
@@ -47,7 +51,15 @@ class ExpositionStore:
         With `names` (the `name[]` parameters), only the samples of those names, and only
         the families that have some, as prometheus_client's restricted registry does.
         """
+        return self.render_at(openmetrics, names)[1]
+
+    def render_at(
+        self, openmetrics: bool, names: frozenset[str] | None = None, join: bool = True
+    ) -> tuple[int, list[bytes]]:
+        """`render`, with the generation the chunks are of; without `join`, the headers and
+        objects' blocks in order, unjoined (for a compressor: no copy of the whole)."""
         with self._lock:
+            generation = self.generation
             blocks = [(f, list(self._blocks[f.name].values())) for f in self.families]
         out: list[bytes] = []
         for family, parts in blocks:
@@ -59,8 +71,13 @@ class ExpositionStore:
                     parts = [_only(part, wanted) for part in parts]  # noqa: PLW2901
                 if not any(parts):
                     continue
-            out.append(self._headers[(family.name, openmetrics)] + b"".join(parts))
-        return out
+            header = self._headers[(family.name, openmetrics)]
+            if join:
+                out.append(header + b"".join(parts))
+            else:
+                out.append(header)
+                out.extend(parts)
+        return generation, out
 
 
 def _only(block: bytes, names: Iterable[str]) -> bytes:

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from exporter.aio import spawn, wait_stopped, within
+from exporter.aio import spawn, within
 from exporter.cloud.client import ApiError, CloudClient
 from exporter.config import Config
 from exporter.core.counting import merge, summary_of, window_start
@@ -360,8 +360,11 @@ class Poller:
     async def _loop(self, key: str, due: float, interval: float, stop: asyncio.Event) -> None:
         while not stop.is_set():
             delay = due - time.monotonic()
-            if delay > 0 and await wait_stopped(stop, delay):
-                return
+            if delay > 0:
+                # A plain sleep (one timer): at stop, `run` cancels every loop.
+                await asyncio.sleep(delay)
+                if stop.is_set():
+                    return
             task_list = self.task_lists.get(key)
             if task_list is None:
                 return

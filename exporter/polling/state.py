@@ -18,15 +18,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporter.core.counting import (
-    Failure,
-    HistogramRow,
-    PollCommit,
-    TaskListState,
-    TaskRow,
-    apply_commit,
-)
+from exporter.core.counting import Failure, PollCommit, TaskListState, TaskRow, apply_commit
 from exporter.core.expectations import DEFAULT_MAX_AGE, DEFAULT_WINDOW, Sample
+from exporter.core.histograms import HistogramRow
 from exporter.polling.statefile import (
     SCHEMA_VERSION,
     TRIM_ALL_SAMPLES,
@@ -50,6 +44,9 @@ __all__ = [
 # a watermark that is a few seconds old only makes the next read after a crash a little
 # longer, it never loses or doubles a count.
 FLUSH_INTERVAL = 10.0
+# How often a run of quiet polls checks that the file is still the one it opened (two
+# stat calls); any other commit checks first, every time.
+CHECK_INTERVAL = 1.0
 # How often tasks older than the retention are deleted from the file (they are dropped from
 # memory at every poll).
 PRUNE_INTERVAL = 60.0
@@ -95,6 +92,7 @@ class StateStore:
         self._states: dict[str, TaskListState] = {}
         self._pending: dict[str, tuple[float, float, float]] = {}  # quiet polls not yet written
         self._flushed = time.monotonic()
+        self._checked = float("-inf")
         self._pruned = time.monotonic()
         self._prune_before = 0.0
 
@@ -270,14 +268,17 @@ class StateStore:
         A quiet poll of a task list that has its baseline changes nothing but its watermark:
         it is written with the next commit or within FLUSH_INTERVAL, whichever comes first.
         """
-        self.file.check()
         old = self.load_task_list(c.task_list_key)
         now = time.monotonic()
+        quiet = c.quiet and old.baseline_at is not None
+        if not quiet or self.file.broken is not None or now - self._checked >= CHECK_INTERVAL:
+            self.file.check()
+            self._checked = now
         self._prune_before = max(self._prune_before, c.prune_before)
         finished: dict[tuple[str, str], int] = {}
         histograms: list[HistogramRow] = []
         try:
-            if c.quiet and old.baseline_at is not None:
+            if quiet:
                 self._pending[c.task_list_key] = (c.baseline_at, c.watermark, c.last_success)
                 if now - self._flushed >= FLUSH_INTERVAL:
                     with self.file.transaction():

@@ -3,7 +3,8 @@
 Byte-identical to the official SDK's `huaweicloudsdkcore.signer.Signer` for the same request
 (the test suite checks this against the SDK). The signer also rewrites the query string into
 its canonical form, as the SDK does, so that what the gateway receives is exactly what was
-signed whatever encoding the caller used.
+signed whatever encoding the caller used. `prepared` signs one GET over and over (a task
+list's poll) with its fixed parts computed once, to the same bytes.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from exporter.web.wsgi import Environ
+from exporter.web.wsgi import RECEIVED, Environ
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:
@@ -120,8 +120,11 @@ def default_max_connections() -> int:
     return max(8, min(256, soft // 4))
 
 
-def wsgi_environ(request: Request, server_name: str, port: int, peer: Any) -> Environ:
-    """The WSGI environ of a parsed request (no body: no path takes one)."""
+def wsgi_environ(
+    request: Request, server_name: str, port: int, peer: Any, *, https: bool, received: float
+) -> Environ:
+    """The WSGI environ of a parsed request (no body: no path takes one), with when its head
+    was complete (`RECEIVED`: scrapes queued behind one share its body)."""
     path, _, query = request.target.partition("?")
     environ: Environ = {
         # HEAD is GET without the body: the app need not know about it.
@@ -134,7 +137,8 @@ def wsgi_environ(request: Request, server_name: str, port: int, peer: Any) -> En
         "SERVER_PROTOCOL": request.version,
         "REMOTE_ADDR": str(peer[0]) if isinstance(peer, tuple) else "",
         "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http",
+        "wsgi.url_scheme": "https" if https else "http",
+        RECEIVED: received,
         "wsgi.input": io.BytesIO(b""),
         "wsgi.errors": sys.stderr,
         "wsgi.multithread": True,

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from exporter.web.auth import Verdict
+from exporter.web.connection import Conn
 from exporter.web.http import (
     MAX_HEAD_BYTES,
     OVERLOADED,
@@ -43,45 +44,7 @@ from exporter.web.wsgi import Environ, StartResponse
 log = logging.getLogger(__name__)
 
 
-class _Conn:
-    """One client connection; only the selector thread touches it."""
-
-    __slots__ = (
-        "buf",
-        "busy",
-        "close_after",
-        "closed",
-        "deadline",
-        "events",
-        "out",
-        "peer",
-        "pending",
-        "sock",
-        "tls",
-        "want",
-    )
-
-    def __init__(self, sock: socket.socket, peer: Any, deadline: float) -> None:
-        self.sock = sock
-        self.peer = peer
-        self.buf = bytearray()
-        self.deadline = deadline
-        self.busy = False  # a worker has its request
-        self.closed = False  # a worker seeing this drops the request: no one is waiting
-        self.out: memoryview | None = None  # response bytes not yet sent
-        self.pending: deque[bytes] = deque()  # the response's further pieces, sent in order
-        self.close_after = False
-        self.events = 0  # what the selector watches for
-        self.tls = 0  # 0 plain, 1 TLS handshake under way, 2 TLS established
-        self.want = 0  # TLS: a read that waits for room to write (EVENT_WRITE)
-
-    @property
-    def waiting(self) -> bool:
-        """Idle between requests (nothing of the next one read): the cheapest to close."""
-        return not self.busy and self.out is None and not self.buf
-
-
-_Job = tuple[float, _Conn, Request, bool] | None  # queued at, ..., bcrypt first; None: stop
+_Job = tuple[float, Conn, Request, bool] | None  # queued at, ..., bcrypt first; None: stop
 
 
 class HttpServer:
@@ -144,13 +107,13 @@ class HttpServer:
         self._wake_w.setblocking(False)
         self._sel.register(self._listener, selectors.EVENT_READ, "listen")
         self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
-        self._conns: set[_Conn] = set()
+        self._conns: set[Conn] = set()
         # Two lanes: 0 for every path but /metrics, 1 for /metrics.
         self._lanes: tuple[queue.SimpleQueue[_Job], ...] = (
             queue.SimpleQueue(),
             queue.SimpleQueue(),
         )
-        self._done: deque[tuple[_Conn, list[bytes], bool]] = deque()
+        self._done: deque[tuple[Conn, list[bytes], bool]] = deque()
         self._stopping = False
         self._accept_paused_until = 0.0
         self.thread = threading.Thread(target=self._serve, name="http", daemon=True)
@@ -198,7 +161,7 @@ class HttpServer:
                         self._accept()
                     elif key.data == "wake":
                         self._drain_wake()
-                    elif isinstance(key.data, _Conn) and key.data in self._conns:
+                    elif isinstance(key.data, Conn) and key.data in self._conns:
                         conn = key.data
                         if conn.tls == 1:
                             self._handshake(conn)
@@ -222,7 +185,7 @@ class HttpServer:
             sock.close()
         self._sel.close()
 
-    def _watch(self, conn: _Conn, events: int) -> None:
+    def _watch(self, conn: Conn, events: int) -> None:
         if events == conn.events:
             return
         if conn.events == 0:
@@ -233,7 +196,7 @@ class HttpServer:
             self._sel.modify(conn.sock, events, conn)
         conn.events = events
 
-    def _close(self, conn: _Conn) -> None:
+    def _close(self, conn: Conn) -> None:
         if conn not in self._conns:
             return
         self._watch(conn, 0)
@@ -269,14 +232,14 @@ class HttpServer:
             except OSError:
                 continue
             # The deadline covers a TLS handshake too: stalling it is trickling a request head.
-            conn = _Conn(sock, peer, time.monotonic() + self.header_timeout)
+            conn = Conn(sock, peer, time.monotonic() + self.header_timeout)
             self._conns.add(conn)
             self._watch(conn, selectors.EVENT_READ)
             if context is not None:
                 conn.tls = 1
                 self._handshake(conn)
 
-    def _handshake(self, conn: _Conn) -> None:
+    def _handshake(self, conn: Conn) -> None:
         """One non-blocking step of a TLS handshake; then the request as for plain HTTP."""
         assert isinstance(conn.sock, ssl.SSLSocket)
         step = handshake(conn.sock)
@@ -313,7 +276,7 @@ class HttpServer:
         self._close(min(idle, key=lambda c: c.deadline))
         return True
 
-    def _read(self, conn: _Conn) -> None:
+    def _read(self, conn: Conn) -> None:
         if conn.want:
             conn.want = 0
             self._watch(conn, selectors.EVENT_READ)
@@ -350,7 +313,7 @@ class HttpServer:
             return
         self._dispatch(conn)
 
-    def _dispatch(self, conn: _Conn) -> None:
+    def _dispatch(self, conn: Conn) -> None:
         """Hand a complete request head to the workers; reject a bad one as early as possible."""
         end = conn.buf.find(b"\r\n\r\n")
         try:
@@ -378,7 +341,7 @@ class HttpServer:
         lane = 0 if verdict is Verdict.VERIFY else lane
         self._lanes[lane].put((time.monotonic(), conn, request, verdict is Verdict.VERIFY))
 
-    def _respond(self, conn: _Conn, data: bytes | list[bytes], keep_alive: bool) -> None:
+    def _respond(self, conn: Conn, data: bytes | list[bytes], keep_alive: bool) -> None:
         """Send a response: a large one as its pieces, never joined into one more copy."""
         pieces = [p for p in ([data] if isinstance(data, bytes) else data) if p]
         conn.pending = deque(pieces[1:])
@@ -387,7 +350,7 @@ class HttpServer:
         conn.deadline = time.monotonic() + self.write_timeout
         self._flush(conn)
 
-    def _flush(self, conn: _Conn) -> None:
+    def _flush(self, conn: Conn) -> None:
         while conn.out:
             try:
                 # TLS: a bounded record batch; retried with the same bytes when it must wait.
@@ -455,11 +418,11 @@ class HttpServer:
                 data = self.web.unauthorized(request, int(self.idle_timeout))
                 keep_alive = request.keep_alive
             else:
-                data, keep_alive = self._run_app(request, conn.peer)
+                data, keep_alive = self._run_app(request, conn.peer, queued_at)
             self._done.append((conn, data, keep_alive))
             self._wake()
 
-    def _run_app(self, request: Request, peer: Any) -> tuple[list[bytes], bool]:
+    def _run_app(self, request: Request, peer: Any, received: float) -> tuple[list[bytes], bool]:
         """The complete response to one request (its head, then the app's own chunks), and
         whether to keep the connection."""
         started: list[tuple[str, list[tuple[str, str]]]] = []
@@ -473,9 +436,10 @@ class HttpServer:
 
         keep_alive = request.keep_alive
         try:
-            environ = wsgi_environ(request, self.server_name, self.port, peer)
-            if self.web is not None and self.web.tls:
-                environ["wsgi.url_scheme"] = "https"
+            https = self.web is not None and self.web.tls
+            environ = wsgi_environ(
+                request, self.server_name, self.port, peer, https=https, received=received
+            )
             result = self.app(environ, start_response)
             try:
                 chunks.extend(result)

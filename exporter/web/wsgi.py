@@ -8,6 +8,9 @@ from typing import Any
 StartResponse = Callable[..., Any]
 Environ = dict[str, Any]
 
+# When the server had the whole request (time.monotonic()): what it asks for may be that old.
+RECEIVED = "exporter.received"
+
 
 def plain_text(start_response: StartResponse, status: str, text: str) -> list[bytes]:
     body = text.encode("utf-8")

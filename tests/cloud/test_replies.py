@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.cloud.client import ApiError, CloudClient
 from exporter.cloud.credentials import CredentialError, IamPassword, StaticKeys
+from exporter.cloud.transport import LeanTransport
 from exporter.config import HttpSettings
 from exporter.core.tasklists import TaskList
 from exporter.core.tasks import parse_page
@@ -57,18 +58,37 @@ def _target(base_url: str, credentials_id: str, service: str = "dcs") -> TaskLis
 
 
 def _fetch(base_url: str, since: float, service: str = "dcs", **http: Any) -> FetchResult:
+    """The same read through httpx and through the prepared requests on the wire (what the
+    exporter uses): both must come to the same tasks, or fail with the same message."""
     settings = HttpSettings.model_validate(
         {"timeout": "1s", "retries": 0, "backoff_initial": "10ms", "backoff_max": "10ms", **http}
     )
 
-    async def go() -> FetchResult:
-        async with httpx.AsyncClient() as client:
-            cloud = CloudClient(client, settings, SelfMetrics(CollectorRegistry()))
+    async def go(lean: bool) -> FetchResult:
+        transport = LeanTransport(None, max_body=settings.max_response_bytes) if lean else None
+        async with httpx.AsyncClient(transport=transport) as client:
+            cloud = CloudClient(
+                client, settings, SelfMetrics(CollectorRegistry()), direct=transport
+            )
+            assert (cloud.hot is not None) == lean
             keys = cloud.register_credentials(StaticKeys(ACCESS_KEY, SECRET_KEY, None))
             target = _target(base_url, keys, service)
             return await asyncio.wait_for(TaskReader(cloud).fetch_tasks(target, since), GUARD)
 
-    return asyncio.run(go())
+    outcomes: list[FetchResult | ApiError] = []
+    for lean in (False, True):
+        try:
+            outcomes.append(asyncio.run(go(lean)))
+        except ApiError as exc:
+            outcomes.append(exc)
+    through_httpx, on_the_wire = outcomes
+    if isinstance(through_httpx, ApiError):
+        assert isinstance(on_the_wire, ApiError), on_the_wire
+        assert str(on_the_wire) == str(through_httpx)
+        raise on_the_wire
+    assert isinstance(on_the_wire, FetchResult), on_the_wire
+    assert sorted(t.id for t in on_the_wire.tasks) == sorted(t.id for t in through_httpx.tasks)
+    return on_the_wire
 
 
 def _iso(ts: float) -> str:

@@ -17,11 +17,12 @@ from exporter.core.counting import (
     MergeResult,
     TaskListState,
     TaskRow,
-    histogram_series_key,
+    apply_commit,
     merge,
     summarize,
     window_start,
 )
+from exporter.core.histograms import histogram_series_key
 from exporter.core.tasklists import TaskList
 from exporter.core.tasks import Task
 from tests.builders import task_list
@@ -345,3 +346,26 @@ def test_summary_of_nothing_is_empty_but_keeps_counters() -> None:
     s = summarize([], {("GONE", "SUCCESS"): 2}, NOW, ("SUCCESS",))
     assert s.finished == (("GONE", "SUCCESS", 2),)
     assert (s.recent, s.last_status, s.names) == ((), (), ())
+
+
+def test_a_quiet_poll_reuses_the_summary_until_a_task_leaves_the_window() -> None:
+    """No summary work when nothing changed; the window start passing a task changes it."""
+    day = CONFIG.lookback
+    rows = [
+        TaskRow("old", "EXTEND", "SUCCESS", NOW - day + 30, True, NOW - day + 40, True),
+        TaskRow("new", "EXTEND", "SUCCESS", NOW - 100, True, NOW - 90, True),
+    ]
+    stored = _state(rows)
+    first = _poll(stored, [])
+    assert first.commit.quiet
+    assert first.summary.recent == (("EXTEND", "SUCCESS", 2),)
+    # The state store's state after the commit (the same rule the store applies).
+    state = apply_commit(stored, first.commit)
+    again = _poll(state, [], now=NOW + 20)
+    assert again.summary is first.summary  # reused, not recomputed
+    # 40 s later the old task was created before the lookback window: it drops out.
+    later = _poll(apply_commit(state, again.commit), [], now=NOW + 40)
+    assert later.summary.recent == (("EXTEND", "SUCCESS", 1),)
+    # A poll that changes something computes it again.
+    changed = _poll(state, [task("t3", "EXECUTING", created=NOW + 10)], now=NOW + 20)
+    assert ("EXTEND", "EXECUTING", 1) in changed.summary.recent

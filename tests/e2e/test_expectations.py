@@ -116,12 +116,16 @@ def test_history_teaches_expectations_counts_nothing_and_survives_sigkill(
     assert max(len(r) for r in truth.values()) == WINDOW  # the window is reached
 
     exporter = exporters(config)
-    m = exporter.wait_for(
-        lambda m: (
-            all_up(m, 4) and len(m.find("huaweicloud_task_expected_duration_samples")) == len(truth)
-        ),
-        what="the expectations of every task list and name",
-    )
+
+    def learned(m: Metrics) -> bool:
+        """Every history read done: the first polls' own runs show before them."""
+        served = {
+            (s.labels["instance_id"], s.labels["task_name"]): s.value
+            for s in m.find("huaweicloud_task_expected_duration_samples")
+        }
+        return all_up(m, 4) and served == {k: len(runs) for k, runs in truth.items()}
+
+    m = exporter.wait_for(learned, what="the expectations of every task list and name")
     for (instance_id, name), runs in truth.items():
         labels = {"instance_id": instance_id, "task_name": name}
         expected = expectation_of(name, [d for _, d in runs])

@@ -24,8 +24,9 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.core.counting import Failure, HistogramRow, TaskRow, summarize
+from exporter.core.counting import Failure, TaskRow, summarize
 from exporter.core.expectations import Expectation
+from exporter.core.histograms import HistogramRow
 from exporter.core.instances import DiscoveryHealth, InstanceInfo
 from exporter.core.tasklists import TaskList
 from exporter.exposition.families import TaskFamilies

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from exporter.core.counting import HistogramDelta, PollCommit, TaskRow
+from exporter.core.counting import PollCommit, TaskRow
 from exporter.core.expectations import Sample
+from exporter.core.histograms import HistogramDelta
 from exporter.polling.state import FLUSH_INTERVAL, StateStore
 
 pytestmark = pytest.mark.smoke  # in-process: run on every supported Python
