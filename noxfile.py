@@ -24,6 +24,8 @@ WORKERS = "4"
 
 nox.options.sessions = ["tests"]
 nox.options.reuse_venv = "yes"
+# uv when it is there (scripts/test installs it): three times faster than pip for the extras.
+nox.options.default_venv_backend = "uv|virtualenv"
 # A declared version with no interpreter is skipped locally but fails CI: untested is not green.
 nox.options.error_on_missing_interpreters = os.environ.get("CI", "").lower() not in (
     "",
