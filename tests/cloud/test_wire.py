@@ -26,14 +26,25 @@ def _run(
     handler: Handler, check: Callable[[WirePool, tuple[str, str, int]], Awaitable[None]], **kw: int
 ) -> None:
     async def main() -> None:
-        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        writers: list[asyncio.StreamWriter] = []
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writers.append(writer)
+            await handler(reader, writer)
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
         origin = ("http", "127.0.0.1", server.sockets[0].getsockname()[1])
         pool = WirePool(None, kw.get("max_idle", 4), kw.get("max_body", 2**20))
-        async with server:
-            try:
-                await check(pool, origin)
-            finally:
-                pool.close()
+        try:
+            await check(pool, origin)
+        finally:
+            pool.close()
+            server.close()
+            # Since 3.12 wait_closed() waits for every connection: close the server's ends
+            # (a handler may still wait for the client's end of file).
+            for writer in writers:
+                writer.close()
+            await server.wait_closed()
 
     asyncio.run(main())
 
