@@ -23,7 +23,7 @@ from exporter.telemetry.selfmetrics import SelfMetrics
 METADATA_TIMEOUT = 5.0
 
 
-def _ssl_context(config: Config) -> ssl.SSLContext:
+def ssl_context(config: Config) -> ssl.SSLContext:
     """One TLS context for every client: building one loads the whole CA bundle."""
     settings = config.http
     if not settings.tls_verify:
@@ -58,7 +58,7 @@ async def open_clients(
         max_connections=settings.max_concurrency * 2,
         max_keepalive_connections=settings.max_concurrency,
     )
-    context = _ssl_context(config)
+    context = ssl_context(config)
     transport = _transport(config, context)
     async with contextlib.AsyncExitStack() as stack:
         http = await stack.enter_async_context(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import ssl
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from exporter import __version__
 from exporter.cloud.client import ApiError, CloudClient
 from exporter.cloud.credentials import CredentialProvider
 from exporter.cloud.providers import ProviderCache
+from exporter.cloud.session import ssl_context
 from exporter.config import Config
 from exporter.core.tasklists import TaskList
 from exporter.polling.dialects import TaskReader
@@ -106,15 +106,6 @@ class ProbeResult:
         return [x for x in self.checks if x.verdict == "fail"]
 
 
-def _context(config: Config) -> ssl.SSLContext:
-    settings = config.http
-    if not settings.tls_verify:
-        return httpx.create_ssl_context(verify=False)
-    if settings.ca_file is not None:
-        return ssl.create_default_context(cafile=str(settings.ca_file))
-    return httpx.create_ssl_context()
-
-
 async def run_probe(config: Config, record: Path | None = None) -> ProbeResult:
     """Probe every target of `config`; with `record`, write the scrubbed answers there."""
     for secret in config.secrets():
@@ -125,7 +116,7 @@ async def run_probe(config: Config, record: Path | None = None) -> ProbeResult:
     recorder = Recorder(record) if record is not None else None
     registry = CollectorRegistry(auto_describe=False)
     metrics = SelfMetrics(registry)
-    context = _context(config)
+    context = ssl_context(config)
     headers = {"User-Agent": f"huaweicloud-task-exporter/{__version__} (probe)"}
     result = ProbeResult()
     recorded: list[dict[str, Any]] = []
