@@ -150,14 +150,14 @@ def _as_object(value: Any) -> Mapping[str, Any] | None:
 
 
 # Every key any field reads: a document with none of them (most are) costs one set test.
-_KEYS = frozenset(
+CHANGE_KEYS = frozenset(
     k for f in FIELDS for k in ((*f.old, *f.new) if isinstance(f, Pair) else (f.key,))
 )
 
 
 def _parts(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
     parts: list[tuple[str, str]] = []
-    present = _KEYS.intersection(doc)
+    present = CHANGE_KEYS.intersection(doc)
     if not present:
         return parts
     for field in FIELDS:

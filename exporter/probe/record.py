@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from exporter.core.change import CHANGE_KEYS
 from exporter.probe.checks import Exchange
 from exporter.text import json_depth
 
@@ -53,45 +54,13 @@ _STATUS = re.compile(r"[A-Za-z][A-Za-z_]{0,63}")  # a word, in any case
 # Values kept as they are, by key: they say what and when, never who or where.
 KEEP_STATUS = frozenset({"status", "instance_status"})
 KEEP_TIMES = frozenset({"created_at", "updated_at", "schedule_at", "expires_at", "issued_at"})
-KEEP_CODES = frozenset(
+# The fields that say what a task changes (`exporter.core.change` reads them: replayed, a
+# recording summarises the change as the answer did), and the codes that say what kind.
+KEEP_CODES = CHANGE_KEYS | frozenset(
     {
         "engine",
         "engine_version",
         "error_code",
-        "old_cache_mode",
-        "new_cache_mode",
-        "old_cache_type",
-        "new_cache_type",
-        "old_resource_spec_code",
-        "new_resource_spec_code",
-        "old_spec_code",
-        "new_spec_code",
-        "old_flavor_id",
-        "new_flavor_id",
-        "old_capacity",
-        "new_capacity",
-        "old_replica_num",
-        "new_replica_num",
-        "old_shard_num",
-        "new_shard_num",
-        "old_port",
-        "new_port",
-        "old_auto_status",
-        "new_auto_status",
-        "origin_retention_policy",
-        "old_retention_policy",
-        "new_retention_policy",
-        "old_product_id",
-        "new_product_id",
-        "old_specification",
-        "new_specification",
-        "old_storage_space",
-        "new_storage_space",
-        "old_broker_num",
-        "new_broker_num",
-        "old_partition_num",
-        "new_partition_num",
-        "oper_type",
         "replica_az",
         "spec_code",
         "cache_mode",
