@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from exporter.cloud.transport import LeanTransport
+from tests.cloud.answers import OVERSIZED
 
 pytestmark = pytest.mark.smoke  # in-process: run on every supported Python
 
@@ -156,20 +157,7 @@ def test_nothing_listening_is_a_connect_error() -> None:
     asyncio.run(main())
 
 
-@pytest.mark.parametrize(
-    "answer",
-    [
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n" + b"x" * 2000,
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-        + b"200\r\n"
-        + b"x" * 512
-        + b"\r\n"
-        + b"400\r\n"
-        + b"x" * 1024
-        + b"\r\n0\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"x" * 2000,
-    ],
-)
+@pytest.mark.parametrize("answer", OVERSIZED)
 def test_a_body_over_the_limit_is_refused(answer: bytes) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_request(reader)
