@@ -47,4 +47,6 @@ def tests(session: nox.Session) -> None:
         # No cache: --lf/--ff after a run keep meaning the main version's failures. On the
         # same workers as the main session: the smoke set is mostly in-process unit tests,
         # about 400 of them, half a minute on 4 workers against a minute and a half serially.
-        session.run("pytest", "-n", WORKERS, "-m", "smoke", "-p", "no:cacheprovider")
+        # scripts/test runs these side by side, on fewer workers each (SMOKE_WORKERS).
+        workers = os.environ.get("SMOKE_WORKERS", WORKERS)
+        session.run("pytest", "-n", workers, "-m", "smoke", "-p", "no:cacheprovider")
