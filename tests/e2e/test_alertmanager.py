@@ -116,6 +116,7 @@ def _alertmanager_config(receiver: Receiver) -> dict[str, Any]:
     return doc
 
 
+@pytest.mark.slow
 def test_a_hung_fast_task_pages_with_its_context_and_a_long_normal_one_does_not(
     sim: Sim, tmp_path: Path, exporters: Any, receiver: Receiver
 ) -> None:

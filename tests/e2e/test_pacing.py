@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import (
     PROJECT,
     ExporterProcess,
@@ -24,6 +26,7 @@ from tests.conftest import (
 Start = Callable[..., ExporterProcess]
 
 
+@pytest.mark.slow
 def test_request_rate_per_host_is_capped(sim: Sim, tmp_path: Path, exporters: Start) -> None:
     ids = [sim.world.add_instance("kafka", f"k{i}", PROJECT).id for i in range(6)]
     dcs = sim.world.add_instance("dcs", "r", PROJECT).id
