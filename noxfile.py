@@ -16,11 +16,14 @@ import nox
 MAIN = "3.11"
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 # pytest-xdist workers for the main session. The suite mostly waits (exporter processes,
-# simulators, Prometheus, sleeps), so more workers than the machine's 2 cores pay: measured
-# on 2 shared cores, 4.5 min serial, 3 min with -n 2, under 2 min with -n 4 (-n 8 gains a
-# little more but crowds the timing-sensitive tests). An `-n` in the arguments
-# (`./scripts/test -n 0 -x tests/test_x.py`) comes after this one and wins.
-WORKERS = "4"
+# simulators, Prometheus, sleeps), so more workers than the machine's 2 cores pay: on 2 shared
+# cores, 139 s with -n 4, 111 s with -n 8, and 92 s with -n 8 handing out two tests at a time
+# (--maxschedchunk 2) with the long runs first (tests/conftest.py): xdist's default hands each
+# worker a quarter of its share up front, and one worker was left with a 30-second run while
+# the others had finished. An `-n` in the arguments (`./scripts/test -n 0 -x tests/test_x.py`)
+# comes after this one and wins.
+WORKERS = "8"
+SCHEDULING = ("--maxschedchunk", "2")
 
 # Compiled bytecode in every session's virtualenv, and cached for the package and the tests
 # (scripts/test says why: a third of the suite's time where PYTHONDONTWRITEBYTECODE is set).
@@ -47,11 +50,11 @@ def tests(session: nox.Session) -> None:
         session.run("ruff", "check", ".")
         session.run("ruff", "format", "--check", ".")
         session.run("mypy")  # targets the oldest version (pyproject.toml)
-        session.run("pytest", "-n", WORKERS, *session.posargs)
+        session.run("pytest", "-n", WORKERS, *SCHEDULING, *session.posargs)
     else:
         # No cache: --lf/--ff after a run keep meaning the main version's failures. On the
         # same workers as the main session: the smoke set is mostly in-process unit tests,
         # about 400 of them, half a minute on 4 workers against a minute and a half serially.
         # scripts/test runs these side by side, on fewer workers each (SMOKE_WORKERS).
-        workers = os.environ.get("SMOKE_WORKERS", WORKERS)
+        workers = os.environ.get("SMOKE_WORKERS", "4")
         session.run("pytest", "-n", workers, "-m", "smoke", "-p", "no:cacheprovider")

@@ -9,6 +9,7 @@ later one. Two graphs are checked for cycles: modules, and the same with each su
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -64,7 +65,11 @@ def _imports(name: str, path: Path) -> set[str]:
     return found
 
 
-IMPORTS: dict[str, set[str]] = {name: _imports(name, path) for name, path in MODULES.items()}
+@functools.cache
+def imports() -> dict[str, set[str]]:
+    """The import graph, parsed at the first test that needs it (not at collection, which
+    every pytest worker repeats)."""
+    return {name: _imports(name, path) for name, path in MODULES.items()}
 
 
 def _internal(graph: Mapping[str, Iterable[str]]) -> dict[str, set[str]]:
@@ -112,7 +117,7 @@ def _reachable(start: str) -> set[str]:
     seen: set[str] = set()
     todo = [start]
     while todo:
-        for dep in IMPORTS[todo.pop()]:
+        for dep in imports()[todo.pop()]:
             if dep not in seen:
                 seen.add(dep)
                 if dep in MODULES:
@@ -123,18 +128,18 @@ def _reachable(start: str) -> set[str]:
 def test_the_graph_is_read() -> None:
     # Guards the checks below against a parser that finds nothing.
     assert {"exporter.app", "exporter.config.schema", "exporter.simulator.server"} <= set(MODULES)
-    assert "exporter.config.schema" in IMPORTS["exporter.config.loading"]
-    assert "exporter.demo" in IMPORTS["exporter.cli"]  # a function-level import counts
+    assert "exporter.config.schema" in imports()["exporter.config.loading"]
+    assert "exporter.demo" in imports()["exporter.cli"]  # a function-level import counts
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
 
 def test_no_import_cycle_between_modules() -> None:
-    assert _cycle(_internal(IMPORTS)) is None
+    assert _cycle(_internal(imports())) is None
 
 
 def test_no_import_cycle_between_subpackages() -> None:
     folded: dict[str, set[str]] = {}
-    for module, deps in _internal(IMPORTS).items():
+    for module, deps in _internal(imports()).items():
         node = _fold(module)
         folded.setdefault(node, set()).update(_fold(d) for d in deps if _fold(d) != node)
     assert _cycle(folded) is None
@@ -184,14 +189,14 @@ def test_every_module_belongs_to_a_ruled_unit() -> None:
 @pytest.mark.parametrize("unit", sorted(ALLOWED))
 def test_each_package_imports_only_what_its_layer_may(unit: str) -> None:
     allowed = ALLOWED[unit] | {unit, "exporter"}
-    for module, deps in _internal(IMPORTS).items():
+    for module, deps in _internal(imports()).items():
         if _unit(module) == unit:
             outside = {d for d in deps if _unit(d) not in allowed}
             assert not outside, (module, outside)
 
 
 def test_no_package_reaches_the_entry_points() -> None:
-    for module, deps in _internal(IMPORTS).items():
+    for module, deps in _internal(imports()).items():
         if _unit(module) not in ENTRY_POINTS:
             assert not {d for d in deps if _unit(d) in ENTRY_POINTS}, module
 
@@ -242,7 +247,7 @@ def test_no_import_cycle_between_packages() -> None:
     simulator and the exporter share only the signing leaf, so neither depends on the other
     both ways."""
     folded: dict[str, set[str]] = {}
-    for module, deps in _internal(IMPORTS).items():
+    for module, deps in _internal(imports()).items():
         node = _unit(module)
         folded.setdefault(node, set()).update(_unit(d) for d in deps if _unit(d) != node)
     nodes = set(folded).union(*folded.values())
@@ -254,14 +259,14 @@ def test_no_import_cycle_between_packages() -> None:
 def test_simulator_uses_only_the_signing_leaf() -> None:
     """The simulator may check signatures with `exporter.signing`, which imports nothing else
     of the exporter; so the simulator never pulls in the exporter it stands in for."""
-    assert not {d for d in IMPORTS["exporter.signing"] if d.startswith("exporter")}
+    assert not {d for d in imports()["exporter.signing"] if d.startswith("exporter")}
     for module in MODULES:
         if _fold(module) == "exporter.simulator":
-            outside = {d for d in _internal(IMPORTS)[module] if _fold(d) != "exporter.simulator"}
+            outside = {d for d in _internal(imports())[module] if _fold(d) != "exporter.simulator"}
             assert outside <= {"exporter.signing"}, (module, outside)
 
 
 def test_shipped_package_never_imports_the_sdk() -> None:
     """The official SDKs are test dependencies: nothing of the exporter may need them."""
-    for module, deps in IMPORTS.items():
+    for module, deps in imports().items():
         assert not {d for d in deps if d.split(".")[0].startswith("huaweicloudsdk")}, module
