@@ -1,4 +1,5 @@
-"""Shared harness: an in-process simulator over real HTTP, and the exporter as a real process.
+"""Shared harness: an in-process simulator over real HTTP, and the exporter as a real process
+(or, for the modes that only read and print, its `main(argv)`: see `run_cli`).
 
 Tests talk to the exporter only through its real surfaces: the CLI, HTTP `/metrics` parsed
 with `prometheus_client.parser`, and the simulator's HTTP APIs.
@@ -6,6 +7,9 @@ with `prometheus_client.parser`, and the simulator's HTTP APIs.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import re
 import signal
@@ -145,7 +149,18 @@ class Run:
     stderr: str
 
 
-def run_cli(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> Run:
+# The modes that read, print and exit: run by `main(argv)` in the test's own process unless a
+# test asks for a process (the console script runs the same `main`; a process costs a third of
+# a second of start-up, some 70 times in the suite). Polling modes and the daemon always get a
+# process of their own: signals, the state file's lock and exit codes are the point there.
+IN_PROCESS_MODES = frozenset({"--check-config", "--print-config", "--probe"})
+
+
+def run_cli(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None, process: bool = False
+) -> Run:
+    if not process and IN_PROCESS_MODES & set(args):
+        return _run_in_process(list(args), env or {})
     proc = subprocess.run(
         exporter_cmd(*args),
         capture_output=True,
@@ -156,6 +171,36 @@ def run_cli(*args: str, timeout: float = 60, env: dict[str, str] | None = None) 
         check=False,
     )
     return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+def _run_in_process(argv: list[str], env: dict[str, str]) -> Run:
+    """`exporter.cli.main(argv)` with stdout and stderr captured, the environment and the
+    logging set-up it changes put back afterwards."""
+    from exporter.cli import main  # noqa: PLC0415 - the harness imports the exporter lazily
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env = {k: os.environ.get(k) for k in env}
+    loggers = [
+        logging.getLogger(name) for name in ("", "httpx", "httpcore", "exporter", "exporter.events")
+    ]
+    saved_logging = [(lg, lg.handlers[:], lg.level) for lg in loggers]
+    os.environ.update(env)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = main(argv)
+            except SystemExit as exc:  # argparse's errors, --version
+                rc = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        for lg, handlers, level in saved_logging:
+            lg.handlers[:] = handlers
+            lg.setLevel(level)
+    return Run(rc, out.getvalue(), err.getvalue())
 
 
 def run_once(config: Path, *extra: str) -> Run:

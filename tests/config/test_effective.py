@@ -28,7 +28,7 @@ targets:
 def test_print_config_shows_the_defaults_and_no_secret(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yml"
     cfg.write_text(TEXT)
-    run = run_cli(f"--config.file={cfg}", "--print-config")
+    run = run_cli(f"--config.file={cfg}", "--print-config", process=True)
     assert run.rc == 0, run.stderr
     for secret in (SECRET_KEY, TOKEN, PASSWORD, "AKPRINTED0000000001"):
         assert secret not in run.stdout + run.stderr

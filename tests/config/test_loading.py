@@ -195,7 +195,7 @@ def test_broken_file_gives_one_problem_each_with_line_and_path(
 def test_check_config_prints_one_line_per_problem_and_exits_2(tmp_path: Path) -> None:
     path = tmp_path / "config.yml"
     path.write_text(BROKEN[-1][1])
-    run = run_cli(f"--config.file={path}", "--check-config", env=NO_ENV_KEYS)
+    run = run_cli(f"--config.file={path}", "--check-config", env=NO_ENV_KEYS, process=True)
     assert run.rc == 2, run.stderr
     assert "Traceback" not in run.stderr
     assert run.stderr.splitlines() == [

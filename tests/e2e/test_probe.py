@@ -240,7 +240,7 @@ def test_throttling_is_reported_and_a_failed_listing_named(fleet: Fleet) -> None
 
 def test_the_text_report_names_what_does_not_hold(fleet: Fleet) -> None:
     fleet.sim.world.options.dms_window = False
-    run = run_cli(f"--config.file={fleet.config}", "--probe")
+    run = run_cli(f"--config.file={fleet.config}", "--probe", process=True)
     assert run.rc == 1
     lines = run.stdout.splitlines()
     assert "3 check(s) failed:" in lines
