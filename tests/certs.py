@@ -1,18 +1,25 @@
-"""Throwaway PKI for the TLS tests: a CA and a server certificate it signs (EC P-256)."""
+"""Throwaway PKI for the TLS tests: a CA and a server certificate it signs (EC P-256).
+
+cryptography is imported by each function, at the first certificate made: not at every pytest
+worker's collection.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 
 def _name(common_name: str) -> x509.Name:
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
     return x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "huaweicloud-task-exporter tests"),
@@ -22,6 +29,8 @@ def _name(common_name: str) -> x509.Name:
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -37,6 +46,11 @@ def make_ca_and_server_cert(
     The server certificate names every hostname and IP address as a SAN; both certificates
     are valid from an hour ago for `days` days (three by default).
     """
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import ExtendedKeyUsageOID  # noqa: PLC0415
+
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.now(timezone.utc)
     not_before, not_after = now - timedelta(hours=1), now + timedelta(days=days)
@@ -122,6 +136,11 @@ def make_ca_and_server_cert(
 def make_client_cert(directory: Path, san: str = "scraper.example") -> tuple[Path, Path, Path]:
     """Write `client-ca.pem`, `client.pem` and `client-key.pem` (a CA of their own, a client
     certificate for TLS client authentication with `san` as its DNS name); return their paths."""
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import ExtendedKeyUsageOID  # noqa: PLC0415
+
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.now(timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())

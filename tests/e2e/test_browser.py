@@ -12,9 +12,9 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from playwright.sync_api import ConsoleMessage, Page, sync_playwright
 
 from exporter.simulator import SimInstance
 from tests.conftest import (
@@ -27,6 +27,9 @@ from tests.conftest import (
     instance_entry,
     write_config,
 )
+
+if TYPE_CHECKING:
+    from playwright.sync_api import ConsoleMessage, Page
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -57,6 +60,8 @@ def artifacts_dir() -> Path:
 def page(tmp_path: Path) -> Iterator[Page]:
     """A fresh Chromium profile with a page open; Playwright never downloads a browser."""
     assert CHROMIUM.exists(), "chromium not found: run ./scripts/test (scripts/install-chromium)"
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415 - not at every collection
+
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"),

@@ -21,13 +21,11 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bcrypt
 import pytest
 import yaml
-from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import HttpCredentials, Page, Response, sync_playwright
 
 from tests.certs import make_ca_and_server_cert
 from tests.conftest import (
@@ -39,6 +37,9 @@ from tests.conftest import (
     run_cli,
     write_config,
 )
+
+if TYPE_CHECKING:
+    from playwright.sync_api import HttpCredentials, Page, Response
 
 Start = Callable[..., ExporterProcess]
 PASSWORD = "e2e-scrape-password-5b2c"
@@ -249,6 +250,8 @@ def test_prometheus_scrapes_over_tls_with_basic_auth_and_a_rotated_certificate(
 
 def _settled_content(page: Page) -> str:
     """The page's HTML once Chromium has stopped navigating (to its error page here)."""
+    from playwright.sync_api import Error as PlaywrightError  # noqa: PLC0415
+
     deadline = time.monotonic() + 10
     while True:
         try:
@@ -267,6 +270,10 @@ def test_the_landing_page_in_chromium_asks_for_credentials_and_shows_nothing_bef
     url = f"https://localhost:{exporter.port}/"
     port = exporter.port or 0
     _until(lambda: b"redis-prod" in _https(port, "/", pki / "ca.pem")[1], 20, "a poll")
+    # Playwright loads here, not at every pytest worker's collection.
+    from playwright.sync_api import Error as PlaywrightError  # noqa: PLC0415
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415
+
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=str(CHROMIUM),
