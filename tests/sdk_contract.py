@@ -22,22 +22,12 @@ Test-only: the exporter never imports an SDK (tests/test_layering.py).
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from huaweicloudsdkdcs.v2 import DcsClient
-from huaweicloudsdkdcs.v2 import model as dcs_models
-from huaweicloudsdkiam.v3 import IamClient
-from huaweicloudsdkiam.v3 import model as iam_models
-from huaweicloudsdkkafka.v2 import KafkaClient
-from huaweicloudsdkkafka.v2 import model as kafka_models
-from huaweicloudsdkrabbitmq.v2 import RabbitMQClient
-from huaweicloudsdkrabbitmq.v2 import model as rabbitmq_models
-from huaweicloudsdkrocketmq.v2 import RocketMQClient
-from huaweicloudsdkrocketmq.v2 import model as rocketmq_models
 
 from exporter.core.change import FIELDS, Pair
 
@@ -156,12 +146,20 @@ class Api:
     """One API as an SDK describes it: the client, its request description and models."""
 
     name: str
-    client: type[Any]
-    models: Any
+    package: str  # imported at the first use, not at every pytest worker's collection
+    client_name: str
     http_info: str
     request: str
     response: str
     shape: Shape
+
+    @property
+    def client(self) -> type[Any]:
+        return getattr(importlib.import_module(self.package), self.client_name)  # type: ignore[no-any-return]
+
+    @property
+    def models(self) -> Any:
+        return importlib.import_module(self.package + ".model")
 
     def model(self, name: str) -> type[Any]:
         return getattr(self.models, name)  # type: ignore[no-any-return]
@@ -170,8 +168,8 @@ class Api:
 APIS = {
     "dcs tasks": Api(
         "DCS instance tasks",
-        DcsClient,
-        dcs_models,
+        "huaweicloudsdkdcs.v2",
+        "DcsClient",
         "_list_background_task_http_info",
         "ListBackgroundTaskRequest",
         "ListBackgroundTaskResponse",
@@ -179,8 +177,8 @@ APIS = {
     ),
     "dcs center": Api(
         "DCS task center",
-        DcsClient,
-        dcs_models,
+        "huaweicloudsdkdcs.v2",
+        "DcsClient",
         "_list_center_task_http_info",
         "ListCenterTaskRequest",
         "ListCenterTaskResponse",
@@ -188,8 +186,8 @@ APIS = {
     ),
     "kafka tasks": Api(
         "Kafka instance tasks",
-        KafkaClient,
-        kafka_models,
+        "huaweicloudsdkkafka.v2",
+        "KafkaClient",
         "_list_background_tasks_http_info",
         "ListBackgroundTasksRequest",
         "ListBackgroundTasksResponse",
@@ -197,8 +195,8 @@ APIS = {
     ),
     "rabbitmq tasks": Api(
         "RabbitMQ instance tasks",
-        RabbitMQClient,
-        rabbitmq_models,
+        "huaweicloudsdkrabbitmq.v2",
+        "RabbitMQClient",
         "_list_background_tasks_http_info",
         "ListBackgroundTasksRequest",
         "ListBackgroundTasksResponse",
@@ -206,8 +204,8 @@ APIS = {
     ),
     "rocketmq tasks": Api(
         "RocketMQ instance tasks",
-        RocketMQClient,
-        rocketmq_models,
+        "huaweicloudsdkrocketmq.v2",
+        "RocketMQClient",
         "_list_background_tasks_http_info",
         "ListBackgroundTasksRequest",
         "ListBackgroundTasksResponse",
@@ -215,8 +213,8 @@ APIS = {
     ),
     "dcs instances": Api(
         "DCS list instances",
-        DcsClient,
-        dcs_models,
+        "huaweicloudsdkdcs.v2",
+        "DcsClient",
         "_list_instances_http_info",
         "ListInstancesRequest",
         "ListInstancesResponse",
@@ -224,8 +222,8 @@ APIS = {
     ),
     "kafka instances": Api(
         "Kafka list instances",
-        KafkaClient,
-        kafka_models,
+        "huaweicloudsdkkafka.v2",
+        "KafkaClient",
         "_list_instances_http_info",
         "ListInstancesRequest",
         "ListInstancesResponse",
@@ -233,8 +231,8 @@ APIS = {
     ),
     "rabbitmq instances": Api(
         "RabbitMQ list instances",
-        RabbitMQClient,
-        rabbitmq_models,
+        "huaweicloudsdkrabbitmq.v2",
+        "RabbitMQClient",
         "_list_instances_details_http_info",
         "ListInstancesDetailsRequest",
         "ListInstancesDetailsResponse",
@@ -242,8 +240,8 @@ APIS = {
     ),
     "rocketmq instances": Api(
         "RocketMQ list instances",
-        RocketMQClient,
-        rocketmq_models,
+        "huaweicloudsdkrocketmq.v2",
+        "RocketMQClient",
         "_list_instances_http_info",
         "ListInstancesRequest",
         "ListInstancesResponse",
@@ -251,8 +249,8 @@ APIS = {
     ),
     "iam auth projects": Api(
         "IAM projects of the credentials",
-        IamClient,
-        iam_models,
+        "huaweicloudsdkiam.v3",
+        "IamClient",
         "_keystone_list_auth_projects_http_info",
         "KeystoneListAuthProjectsRequest",
         "KeystoneListAuthProjectsResponse",
@@ -260,8 +258,8 @@ APIS = {
     ),
     "iam projects": Api(
         "IAM projects by name",
-        IamClient,
-        iam_models,
+        "huaweicloudsdkiam.v3",
+        "IamClient",
         "_keystone_list_projects_http_info",
         "KeystoneListProjectsRequest",
         "KeystoneListProjectsResponse",

@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-from huaweicloudsdkdcs.v2 import model as dcs_models
 
 from exporter.signing import AkSkAuth
 from exporter.simulator import Simulator, World
@@ -168,7 +167,7 @@ def test_the_details_fields_read_are_the_sdk_s_with_compatible_types() -> None:
     """DCS `details` is a DetailsBody: every field the change summaries read from it is
     declared there with a fitting type; the others are DMS `params` fields (JSON in a string,
     no model) or spellings read in case the API adds them."""
-    body = declared(dcs_models.DetailsBody)
+    body = declared(APIS["dcs tasks"].model("DetailsBody"))
     kinds = {"number": {"int", "str"}, "code": {"str"}, "bool": {"bool"}}
     from exporter.core.change import FIELDS, Pair  # noqa: PLC0415 - one test's need
 
