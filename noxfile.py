@@ -16,14 +16,16 @@ import nox
 MAIN = "3.11"
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 # pytest-xdist workers for the main session. The suite mostly waits (exporter processes,
-# simulators, Prometheus, sleeps), so more workers than the machine's 2 cores pay: on 2 shared
-# cores, 139 s with -n 4, 111 s with -n 8, and 92 s with -n 8 handing out two tests at a time
-# (--maxschedchunk 2) with the long runs first (tests/conftest.py): xdist's default hands each
+# simulators, Prometheus, sleeps), so more workers than the machine's 2 cores pay: on 2 cores,
+# 129 s with -n 4, 111 s with -n 8, 92 s with -n 8 handing out two tests at a time
+# (--maxschedchunk 2) with the long runs first (tests/conftest.py; xdist's default hands each
 # worker a quarter of its share up front, and one worker was left with a 30-second run while
-# the others had finished. An `-n` in the arguments (`./scripts/test -n 0 -x tests/test_x.py`)
-# comes after this one and wins.
+# the others had finished), 69 s once collection stopped importing the SDKs, cryptography and
+# Playwright in every worker. The 15 slowest tests are printed at the end of every run. An
+# `-n` in the arguments (`./scripts/test -n 0 -x tests/test_x.py`) comes after this one and
+# wins.
 WORKERS = "8"
-SCHEDULING = ("--maxschedchunk", "2")
+SCHEDULING = ("--maxschedchunk", "2", "--durations=15")
 
 # Compiled bytecode in every session's virtualenv, and cached for the package and the tests
 # (scripts/test says why: a third of the suite's time where PYTHONDONTWRITEBYTECODE is set).
