@@ -21,7 +21,7 @@ from exporter.core.tasklists import TaskList
 from exporter.exposition.snapshot import SnapshotStore, TaskListSnapshot
 from exporter.polling.dialects import TaskReader
 from exporter.polling.history import Learning
-from exporter.polling.schedule import next_due, spread
+from exporter.polling.schedule import next_due, on_tick, spread, tick_of
 from exporter.polling.state import StateError, StateStore
 from exporter.telemetry.logs import EVENTS_LOGGER
 from exporter.telemetry.selfmetrics import SelfMetrics
@@ -358,8 +358,9 @@ class Poller:
             await self.learning.stop()
 
     async def _loop(self, key: str, due: float, interval: float, stop: asyncio.Event) -> None:
+        tick = tick_of(interval)
         while not stop.is_set():
-            delay = due - time.monotonic()
+            delay = on_tick(due, tick) - time.monotonic()
             if delay > 0:
                 # A plain sleep (one timer): at stop, `run` cancels every loop.
                 await asyncio.sleep(delay)

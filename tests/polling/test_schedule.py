@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -22,7 +23,7 @@ from exporter.exposition.families import TaskFamilies
 from exporter.exposition.snapshot import SnapshotStore
 from exporter.polling.dialects import FetchResult
 from exporter.polling.poller import Poller
-from exporter.polling.schedule import next_due, spread
+from exporter.polling.schedule import MAX_TICK, next_due, on_tick, spread, tick_of
 from exporter.polling.state import StateStore
 from exporter.telemetry.selfmetrics import SelfMetrics
 from tests.builders import task_list
@@ -62,6 +63,23 @@ def test_a_slow_poll_skips_ahead_and_never_queues() -> None:
         skipped += missed
     assert 2 <= len(polls) <= 3, polls  # one at a time: at most 3 in 7s, no backlog
     assert skipped >= 2
+
+
+def test_polls_start_on_ticks_a_twentieth_of_the_interval_at_most_a_second() -> None:
+    assert tick_of(10.0) == 0.5
+    assert tick_of(60.0) == MAX_TICK == 1.0
+    assert tick_of(1.0) == 0.05
+    # A thousand task lists every 10 s: 100 polls a second, started 50 at a time, twice a
+    # second, each at the first tick at or after its own slot, never before it.
+    due = spread(1000.0, 10.0, 1000)
+    starts = [on_tick(d, tick_of(10.0)) for d in due]
+    assert all(0 <= s - d < 0.5 for s, d in zip(starts, due, strict=True))
+    per_tick = Counter(starts)
+    assert sorted(per_tick) == [1000.0 + 0.5 * i for i in range(21)]
+    assert max(per_tick.values()) == 50  # the first, due on a tick, starts alone at once
+    assert sum(per_tick.values()) == 1000
+    assert on_tick(1000.5, 0.5) == 1000.5  # on a tick: at once
+    assert on_tick(7.25, 0.0) == 7.25
 
 
 class _Reader:
