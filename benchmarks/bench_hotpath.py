@@ -356,7 +356,10 @@ def run(transport: str, args: argparse.Namespace, workdir: Path) -> list[tuple[s
         first, first_cpu, rc1 = _once(once_config)
         quiet, quiet_cpu, rc2 = _once(once_config)
         if rc1 or rc2:
-            raise RuntimeError(f"--once failed ({rc1}, {rc2})")
+            log = once_config.with_suffix(".once.log").read_text().splitlines()
+            raise RuntimeError(
+                f"--once failed ({rc1}, {rc2}); its log ends:\n" + "\n".join(log[-8:])
+            )
         out.append(("--once first s (CPU s)", f"{first:.2f} ({first_cpu:.2f})"))
         out.append(("--once quiet s (CPU s)", f"{quiet:.2f} ({quiet_cpu:.2f})"))
         out.append(("bound s", f"{bound:.2f}"))
