@@ -15,7 +15,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from exporter.core.counting import Failure, PollCommit, TaskListState, TaskRow, apply_commit
@@ -293,6 +293,28 @@ class StateStore:
         state = apply_commit(old, c, finished)
         self._states[c.task_list_key] = state
         return Committed(state, finished, histograms)
+
+    def commit_quiet(
+        self, key: str, watermark: float, last_success: float, prune_before: float
+    ) -> TaskListState:
+        """A poll `exporter.core.quiet` found quiet on a task list with its baseline: only
+        its watermark moves, written as `commit` writes a quiet poll's (batched)."""
+        old = self.load_task_list(key)
+        now = time.monotonic()
+        if self.file.broken is not None or now - self._checked >= CHECK_INTERVAL:
+            self.file.check()
+            self._checked = now
+        self._prune_before = max(self._prune_before, prune_before)
+        assert old.baseline_at is not None
+        self._pending[key] = (old.baseline_at, watermark, last_success)
+        if now - self._flushed >= FLUSH_INTERVAL:
+            try:
+                with self.file.transaction():
+                    self._write_pending()
+            except sqlite3.Error as exc:
+                raise self.file.explain(exc) from None
+        state = self._states[key] = replace(old, watermark=watermark, last_success=last_success)
+        return state
 
     def _write_pending(self) -> None:
         """Watermarks of quiet polls, and now and then the pruning of old tasks."""
