@@ -127,6 +127,7 @@ class Poller:
             self.store.forget(key)
             self._facts.pop(key, None)
             self.learning.forget(key)
+        self.store.preload(t.key for t in added)
         for task_list in added:
             self._serve_stored_state(task_list)
         self.learning.publish_restored()
