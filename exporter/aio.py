@@ -76,5 +76,6 @@ def run(main: Coroutine[Any, Any, T]) -> T:
         except ImportError:
             pass
         else:
-            return uvloop.run(main)
+            result: T = uvloop.run(main)
+            return result
     return asyncio.run(main)

@@ -180,7 +180,10 @@ def test_the_deadline_during_the_answer_and_the_handshake(pki: tuple[Path, Path,
 
     async def no_handshake() -> None:
         # A listener that accepts and never speaks TLS: the connect's own deadline.
-        server = await asyncio.start_server(lambda r, w: r.read(), "127.0.0.1", 0)
+        async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read()
+
+        server = await asyncio.start_server(mute, "127.0.0.1", 0)
         pool = WirePool(ssl.create_default_context(cafile=str(pki[0])), 4, 1024)
         port = server.sockets[0].getsockname()[1]
         try:
