@@ -15,7 +15,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -376,8 +376,9 @@ class StateStore:
                     self._write_pending()
             except sqlite3.Error as exc:
                 raise self.file.explain(exc) from None
-        state = self._states[key] = replace(old, watermark=watermark, last_success=last_success)
-        return state
+        # In place: only the store and the poll in hand hold a task list's state.
+        old.watermark, old.last_success = watermark, last_success
+        return old
 
     def _write_pending(self) -> None:
         """Watermarks of quiet polls, and now and then the pruning of old tasks."""
