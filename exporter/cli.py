@@ -8,12 +8,12 @@ a check failing in `--probe`); 2 a usage or configuration error.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from pathlib import Path
 
 from exporter import __version__
+from exporter.aio import run
 from exporter.app import Exporter
 from exporter.config import (
     Config,
@@ -229,12 +229,12 @@ def main(argv: list[str] | None = None) -> int:
         if shard.count > 1:
             log.info("sharding", extra={"fields": {"shard": shard.index, "of": shard.count}})
         if args.once:
-            ok = asyncio.run(exporter.once())
+            ok = run(exporter.once())
             sys.stdout.write(exporter.exposition().decode("utf-8"))
             sys.stdout.flush()
             return 0 if ok else 1
         try:
-            asyncio.run(exporter.serve(args.listen_address, web, auto_reload))
+            run(exporter.serve(args.listen_address, web, auto_reload))
         except OSError as exc:
             log.error(f"cannot listen on {args.listen_address}: {exc.strerror or exc}")
             return 1

@@ -1,27 +1,33 @@
 """HTTP/1.1 on the wire for the task-list polls: bytes out, an answer parsed from the bytes in.
 
 A quiet poll is one small GET and a tiny answer; going through streams, a transport object
-and a timer per read costs several times the work itself. Here a connection is an
-`asyncio.Protocol`: the request is written in one call, the answer is parsed as it arrives
-(status line, headers, then a body by Content-Length, chunked or up to the close) and hands
-itself over whole. Bounds, as in `exporter.cloud.transport`: the head (64 KiB, 100 headers),
-chunk lines, the body on the wire. Deadlines are checked by one periodic sweep for every
-request in flight (`Deadlines`) rather than one timer per request. Decoding and the JSON's
-own bounds are the caller's (`exporter.cloud.hotpath`).
+and a timer per read costs several times the work itself. Here a connection is a
+non-blocking socket (TLS on the socket itself, `exporter.cloud.sockets`) read from the
+loop's readiness callback: the request is written in one call, the answer is parsed as it
+arrives (status line, headers, then a body by Content-Length, chunked or up to the close)
+and hands itself over whole. Bounds, as in `exporter.cloud.transport`: the head (64 KiB,
+100 headers), chunk lines, the body on the wire. Deadlines are checked by one periodic sweep
+for every request in flight (`Deadlines`) rather than one timer per request. Decoding and
+the JSON's own bounds are the caller's (`exporter.cloud.hotpath`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
 from typing import NamedTuple, cast
 
 import httpx
 
+from exporter.cloud.sockets import open_socket
+
 MAX_HEAD = 64 * 1024  # status line and headers together
 MAX_HEADERS = 100
 MAX_CHUNK_LINE = 1024
 SWEEP = 0.05  # how late a deadline may be noticed, in seconds
+RECV = 256 * 1024  # read at most this much in one call (TLS: one record at a time)
 
 Origin = tuple[str, str, int]
 Header = tuple[bytes, bytes]
@@ -87,17 +93,24 @@ class Deadlines:
             self._timer = asyncio.get_running_loop().call_later(SWEEP, self._sweep)
 
 
-class _Connection(asyncio.Protocol):
-    """One kept-alive connection carrying one request at a time."""
+class _Connection:
+    """One kept-alive connection carrying one request at a time, on a non-blocking socket
+    (plain, or an `ssl.SSLSocket`) read from the loop's readiness callback: while it is
+    open, it is watched, so a server that closes an idle connection is noticed at once."""
 
-    def __init__(self, origin: Origin, limit: int) -> None:
+    def __init__(self, origin: Origin, limit: int, sock: socket.socket) -> None:
         self.origin = origin
         self._limit = limit
-        self.transport: asyncio.Transport | None = None
+        self.sock = sock
+        self._fd = sock.fileno()
+        self._tls = isinstance(sock, ssl.SSLSocket)
+        self._loop = asyncio.get_running_loop()
         self.closed = False
         self._waiter: asyncio.Future[Answer] | None = None
+        self._out: memoryview | None = None  # what is left to write of a request
         self._buf = bytearray()
         self._start()
+        self._loop.add_reader(self._fd, self._readable)
 
     def _start(self) -> None:
         self._buf.clear()
@@ -112,13 +125,58 @@ class _Connection(asyncio.Protocol):
         self._parts: list[bytes] = []
         self._total = 0
 
-    # -- asyncio.Protocol ----------------------------------------------------------------------
+    # -- the socket ----------------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A stream transport (uvloop's are not subclasses of asyncio's).
-        self.transport = cast(asyncio.Transport, transport)
+    def _readable(self) -> None:
+        sock = self.sock
+        while not self.closed:
+            try:
+                data = sock.recv(RECV)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+                return
+            except ssl.SSLWantWriteError:  # TLS must write before it reads on (rare)
+                self._loop.remove_reader(self._fd)
+                self._loop.add_writer(self._fd, self._read_again)
+                return
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                data = b""
+            except OSError:
+                data = b""  # reset or broken: the end of the connection, as for asyncio
+            if not data:
+                self._ended()
+                return
+            self._received(data)
+            if not self._tls or not cast(ssl.SSLSocket, sock).pending():  # called again
+                return
 
-    def data_received(self, data: bytes) -> None:
+    def _read_again(self) -> None:
+        self._loop.remove_writer(self._fd)
+        if not self.closed:
+            self._loop.add_reader(self._fd, self._readable)
+            self._readable()
+
+    def _send(self, data: bytes | memoryview) -> None:
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            sent = 0
+        except OSError:
+            self._ended()  # a stale kept-alive connection: Dropped, and tried again
+            return
+        if sent < len(data):
+            first = self._out is None
+            self._out = memoryview(data)[sent:]
+            if first:
+                self._loop.add_writer(self._fd, self._writable)
+        elif self._out is not None:
+            self._out = None
+            self._loop.remove_writer(self._fd)
+
+    def _writable(self) -> None:
+        if self._out is not None and not self.closed:
+            self._send(self._out)
+
+    def _received(self, data: bytes) -> None:
         if self._waiter is None or self._waiter.done():
             self.close()  # bytes nobody asked for: the connection is out of step
             return
@@ -131,16 +189,8 @@ class _Connection(asyncio.Protocol):
         if answer is not None:
             self._waiter.set_result(answer)
 
-    def eof_received(self) -> bool:
-        self._ended()
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self._ended()
-
     def _ended(self) -> None:
-        self.closed = True
+        self.close()
         if self._waiter is None or self._waiter.done():
             return
         if not self._buf and self._status < 0:
@@ -167,14 +217,14 @@ class _Connection(asyncio.Protocol):
     # -- one exchange --------------------------------------------------------------------------
 
     async def exchange(self, data: bytes, deadline: float, deadlines: Deadlines) -> Answer:
-        if self.closed or self.transport is None or self.transport.is_closing():
+        if self.closed:
             raise Dropped()
         self._start()
-        waiter: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[Answer] = self._loop.create_future()
         self._waiter = waiter
         deadlines.add(self, deadline)
         try:
-            self.transport.write(data)
+            self._send(data)
             return await waiter
         except BaseException:
             self.close()
@@ -189,9 +239,17 @@ class _Connection(asyncio.Protocol):
         self.close()
 
     def close(self) -> None:
+        if self.closed:
+            return
         self.closed = True
-        if self.transport is not None:
-            self.transport.close()
+        self._loop.remove_reader(self._fd)
+        self._loop.remove_writer(self._fd)
+        self._out = None
+        sock = self.sock
+        if isinstance(sock, ssl.SSLSocket):
+            with contextlib.suppress(OSError, ValueError):
+                sock.unwrap()  # says close_notify; does not wait for the server's
+        sock.close()
 
     # -- parsing -------------------------------------------------------------------------------
 
@@ -322,7 +380,7 @@ class WirePool:
         stack = self._idle.get(origin)
         while stack:
             conn = stack.pop()
-            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+            if not conn.closed:
                 return conn
             conn.close()
         return None
@@ -344,23 +402,14 @@ class WirePool:
         if left <= 0:
             raise Expired()
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: _Connection(origin, self._max_body),
-                    host,
-                    port,
-                    ssl=tls,
-                    server_hostname=host if tls else None,
-                ),
-                left,
-            )
+            sock = await asyncio.wait_for(open_socket(host, port, tls), left)
         except asyncio.TimeoutError:
             raise Expired() from None
         except ssl.SSLError as exc:
             raise httpx.ConnectError(f"TLS: {exc.reason or exc}") from None
         except OSError as exc:
             raise httpx.ConnectError(exc.strerror or str(exc)) from None
-        return conn
+        return _Connection(origin, self._max_body, sock)
 
     def close(self) -> None:
         for stack in self._idle.values():

@@ -179,7 +179,8 @@ class SnapshotStore:
             old = self._task_lists.get(snap.task_list.key)
             if old is None:
                 return  # removed while it was being polled
-            snap = replace(snap, task_list=old.task_list)
+            if snap.task_list is not old.task_list:
+                snap = replace(snap, task_list=old.task_list)
             self._task_lists[snap.task_list.key] = snap
             if snap.expected != old.expected:
                 self._render_expected(snap)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from exporter.aio import within
 from exporter.cloud.client import ApiError, CloudClient
@@ -66,7 +66,7 @@ class TaskReader:
     async def _fetch_tasks(self, target: TaskList, since: float, truncate: bool) -> FetchResult:
         settings = self.client.settings
         page_size = settings.page_size
-        window = datetime.fromtimestamp(since, timezone.utc).strftime("%Y%m%d%H%M%S")
+        window = time.strftime("%Y%m%d%H%M%S", time.gmtime(since))
         host = self.client.parsed(target.base_url)[1]
         if target.dialect == "dcs":
             index_param, window_param, index = "offset", "start_time", 0

@@ -16,12 +16,15 @@ from collections.abc import Sequence
 from exporter.aio import spawn, within
 from exporter.cloud.client import ApiError, CloudClient
 from exporter.config import Config
-from exporter.core.counting import merge, summary_of, window_start
+from exporter.core.counting import TaskListState, merge, summary_of, window_start
+from exporter.core.quiet import QuietFacts, facts_of, quiet
 from exporter.core.tasklists import TaskList
+from exporter.core.tasks import ZERO_INITIALIZED_STATUSES, Task
 from exporter.exposition.snapshot import SnapshotStore, TaskListSnapshot
 from exporter.polling.dialects import TaskReader
 from exporter.polling.history import Learning
 from exporter.polling.schedule import next_due, on_tick, spread, tick_of
+from exporter.polling.slots import PollSlots
 from exporter.polling.state import StateError, StateStore
 from exporter.telemetry.logs import EVENTS_LOGGER
 from exporter.telemetry.selfmetrics import SelfMetrics
@@ -47,10 +50,8 @@ class Poller:
         self.learning = Learning(config, store, self.reader, snapshots)
         self.snapshots = snapshots
         self.metrics = metrics
-        self.sem = asyncio.Semaphore(config.http.max_concurrency)
-        # Per endpoint (host:port), at most half the slots: a hanging endpoint cannot take them all.
-        self._endpoint_slots = max(1, (config.http.max_concurrency + 1) // 2)
-        self._endpoint_sems: dict[str, asyncio.Semaphore] = {}
+        # Per endpoint (host:port), half the slots, more while no other endpoint waits.
+        self.slots = PollSlots(config.http.max_concurrency)
         self.started_monotonic = time.monotonic()
         self._last_activity: float | None = None  # monotonic: a poll or a source refresh
         self._sources_ready = True  # False from expect_sources() to sources_arrived()
@@ -59,6 +60,7 @@ class Poller:
         self._stop: asyncio.Event | None = None
         self._paused = False  # from pause() to resume(): a reload is swapping the settings
         self.commit_failure: str | None = None  # why the last commit failed, until one works
+        self._facts: dict[str, QuietFacts] = {}  # per task list, for telling quiet polls
 
     # -- health inputs from the app -----------------------------------------------------
 
@@ -123,7 +125,9 @@ class Poller:
         self.snapshots.set_task_lists(task_lists)
         for key in removed:
             self.store.forget(key)
+            self._facts.pop(key, None)
             self.learning.forget(key)
+        self.store.preload(t.key for t in added)
         for task_list in added:
             self._serve_stored_state(task_list)
         self.learning.publish_restored()
@@ -174,9 +178,7 @@ class Poller:
         self.client = client
         self.reader = TaskReader(client)
         self.snapshots = snapshots
-        self.sem = asyncio.Semaphore(config.http.max_concurrency)
-        self._endpoint_slots = max(1, (config.http.max_concurrency + 1) // 2)
-        self._endpoint_sems = {}
+        self.slots = PollSlots(config.http.max_concurrency)
         self.learning.reconfigure(config, self.reader, snapshots)
 
     def resume(self) -> None:
@@ -197,6 +199,8 @@ class Poller:
             since = window_start(state, started, self.config)
             fetched = await self.reader.fetch_tasks(task_list, since)
             now = time.time()
+            if self._commit_quiet(task_list, state, fetched.tasks, since, started, now, mono):
+                return True
             merged = merge(
                 task_list,
                 state,
@@ -300,25 +304,67 @@ class Poller:
         )
         return False
 
+    def _commit_quiet(
+        self,
+        task_list: TaskList,
+        state: TaskListState,
+        tasks: list[Task],
+        since: float,
+        started: float,
+        now: float,
+        mono: float,
+    ) -> bool:
+        """A poll whose answer changes nothing (`exporter.core.quiet`), committed without a
+        merge: the watermark (batched), the status lines and the expectations' aging. False:
+        the poll is not quiet, merge it."""
+        facts = self._facts.get(task_list.key)
+        if facts is None or facts.tasks is not state.tasks:
+            facts = self._facts[task_list.key] = facts_of(state.tasks)
+        zero = ZERO_INITIALIZED_STATUSES[task_list.dialect]
+        config = self.config
+        if not quiet(state, facts, tasks, since=since, now=now, config=config, zero=zero):
+            return False
+        t0 = time.monotonic()
+        try:
+            self.store.commit_quiet(task_list.key, started, now, now - config.retention)
+        except StateError as exc:
+            self.metrics.state_commit_failures.inc()
+            self.commit_failure = str(exc)
+            raise
+        self.commit_failure = None
+        self.metrics.state_commit_duration.observe(time.monotonic() - t0)
+        assert state.memo.summary is not None  # quiet() says so
+        self.snapshots.publish_task_list(
+            TaskListSnapshot(
+                task_list,
+                polled=True,
+                up=True,
+                last_success=now,
+                last_attempt=now,
+                poll_duration=time.monotonic() - mono,
+                summary=state.memo.summary,
+                expected=self.learning.learned(task_list, (), now),
+            )
+        )
+        self.learning.polled(task_list)
+        return True
+
     async def _poll_limited(self, task_list: TaskList) -> bool:
         """A poll once it has its endpoint's slot and a global one; a poll that cannot even
         start within one interval (queued behind a hanging endpoint) is reported down, so
         its alert can fire, instead of having no `up` at all."""
         endpoint = self.client.parsed(task_list.base_url)[1]  # parsed once, not every poll
-        sem = self._endpoint_sems.get(endpoint)
-        if sem is None:
-            sem = self._endpoint_sems[endpoint] = asyncio.Semaphore(self._endpoint_slots)
-        sems = (sem, self.sem)
-        try:
-            await within(_acquire(sems), self.config.poll_interval)
-        except asyncio.TimeoutError:
-            self._not_started(task_list, endpoint)
-            return False
+        slots = self.slots
+        if not slots.try_acquire(endpoint):
+            try:
+                await within(slots.acquire(endpoint), self.config.poll_interval)
+            except asyncio.TimeoutError:
+                self._not_started(task_list, endpoint)
+                return False
         try:
             return await self.poll(task_list)
         finally:
-            for taken in sems:
-                taken.release()
+            slots.release(endpoint)
 
     def _not_started(self, task_list: TaskList, endpoint: str) -> None:
         error = (
@@ -395,16 +441,3 @@ class Poller:
     def ready(self) -> bool:
         """Ready once the sources were read and every task list has been polled once."""
         return self._sources_ready and set(self.task_lists) <= self._attempted
-
-
-async def _acquire(sems: Sequence[asyncio.Semaphore]) -> None:
-    """Take every semaphore in order; if cancelled half-way, give back those taken."""
-    taken: list[asyncio.Semaphore] = []
-    try:
-        for sem in sems:
-            await sem.acquire()
-            taken.append(sem)
-    except BaseException:
-        for sem in taken:
-            sem.release()
-        raise

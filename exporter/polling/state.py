@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from exporter.core.counting import Failure, PollCommit, TaskListState, TaskRow, apply_commit
 from exporter.core.expectations import DEFAULT_MAX_AGE, DEFAULT_WINDOW, Sample
@@ -50,6 +51,33 @@ CHECK_INTERVAL = 1.0
 # How often tasks older than the retention are deleted from the file (they are dropped from
 # memory at every poll).
 PRUNE_INTERVAL = 60.0
+
+
+# Fewer task lists joining at once than this are read one by one.
+PRELOAD_AT_LEAST = 50
+_TASKS_OF = (
+    "SELECT id, name, status, created_at, created_known, updated_at, accounted, missing,"
+    " user_name, change FROM tasks WHERE target = ?"
+)
+_ALL_TASKS = (
+    "SELECT target, id, name, status, created_at, created_known, updated_at, accounted,"
+    " missing, user_name, change FROM tasks"
+)
+
+
+def _task_row(r: Sequence[Any]) -> TaskRow:
+    return TaskRow(
+        r[0],
+        shared(r[1]),
+        shared(r[2]),
+        r[3],
+        bool(r[4]),
+        r[5],
+        bool(r[6]),
+        r[7],
+        shared(r[8]),
+        shared(r[9]),
+    )
 
 
 @dataclass
@@ -95,6 +123,9 @@ class StateStore:
         self._checked = float("-inf")
         self._pruned = time.monotonic()
         self._prune_before = 0.0
+        # Per task list preloaded at a start: (its stored runs, whether its history was read),
+        # each given once.
+        self._preloaded: dict[str, tuple[list[Sample], bool]] = {}
 
     @property
     def broken(self) -> str | None:
@@ -133,25 +164,7 @@ class StateStore:
             row = self.db.execute(
                 "SELECT baseline_at, watermark, last_success FROM targets WHERE key = ?", (key,)
             ).fetchone()
-            tasks = {
-                r[0]: TaskRow(
-                    r[0],
-                    shared(r[1]),
-                    shared(r[2]),
-                    r[3],
-                    bool(r[4]),
-                    r[5],
-                    bool(r[6]),
-                    r[7],
-                    shared(r[8]),
-                    shared(r[9]),
-                )
-                for r in self.db.execute(
-                    "SELECT id, name, status, created_at, created_known, updated_at, accounted,"
-                    " missing, user_name, change FROM tasks WHERE target = ?",
-                    (key,),
-                )
-            }
+            tasks = {r[0]: _task_row(r) for r in self.db.execute(_TASKS_OF, (key,))}
             failures = {
                 r[0]: Failure(r[1], r[2], r[3], r[4])
                 for r in self.db.execute(
@@ -172,6 +185,50 @@ class StateStore:
             return TaskListState(None, None, None, tasks, finished, failures)
         return TaskListState(row[0], row[1], row[2], tasks, finished, failures)
 
+    def preload(self, keys: Iterable[str]) -> None:
+        """Read what many task lists joining at once (a start) will ask for: their states,
+        stored runs and history marks, one pass over each table instead of six queries per
+        task list. What a task list does not ask for soon is dropped at its first poll."""
+        wanted = set(keys) - self._states.keys()
+        if len(wanted) < PRELOAD_AT_LEAST:
+            return
+        db = self.db
+        try:
+            heads = {
+                r[0]: r[1:]
+                for r in db.execute("SELECT key, baseline_at, watermark, last_success FROM targets")
+                if r[0] in wanted
+            }
+            tasks: dict[str, dict[str, TaskRow]] = {k: {} for k in wanted}
+            for r in db.execute(_ALL_TASKS):
+                if r[0] in wanted:
+                    tasks[r[0]][r[1]] = _task_row(r[1:])
+            failures: dict[str, dict[str, Failure]] = {k: {} for k in wanted}
+            for r in db.execute(
+                "SELECT target, name, task_id, user_name, change, finished_at FROM failures"
+            ):
+                if r[0] in wanted:
+                    failures[r[0]][r[1]] = Failure(r[2], r[3], r[4], r[5])
+            finished: dict[str, dict[tuple[str, str], int]] = {k: {} for k in wanted}
+            for r in db.execute("SELECT target, name, status, count FROM finished"):
+                if r[0] in wanted:
+                    finished[r[0]][(r[1], r[2])] = int(r[3])
+            samples: dict[str, list[Sample]] = {k: [] for k in wanted}
+            for r in db.execute(
+                "SELECT target, task_id, name, finished_at, duration FROM expected_samples"
+            ):
+                if r[0] in wanted:
+                    samples[r[0]].append(Sample(r[1], r[2], r[3], r[4]))
+            read = {r[0] for r in db.execute("SELECT target FROM history_read")} & wanted
+        except sqlite3.Error as exc:
+            raise self.file.explain(exc) from None
+        for key in wanted:
+            baseline_at, watermark, last_success = heads.get(key, (None, None, None))
+            self._states[key] = TaskListState(
+                baseline_at, watermark, last_success, tasks[key], finished[key], failures[key]
+            )
+        self._preloaded = {k: (samples[k], k in read) for k in wanted}
+
     def load_histograms(self) -> list[HistogramRow]:
         """Every stored duration series, with the current bucket layout."""
         try:
@@ -189,6 +246,9 @@ class StateStore:
 
     def load_samples(self, key: str) -> list[Sample]:
         """A task list's stored successful runs (the windows of its expectations)."""
+        found = self._preloaded.pop(key, None)
+        if found is not None:
+            return found[0]
         try:
             return [
                 Sample(r[0], r[1], r[2], r[3])
@@ -203,6 +263,9 @@ class StateStore:
 
     def history_read(self, key: str) -> bool:
         """Whether the task list's history has been read (once, when first polled)."""
+        found = self._preloaded.get(key)  # asked before its runs (Learning.restore)
+        if found is not None:
+            return found[1]
         try:
             row = self.db.execute("SELECT 1 FROM history_read WHERE target = ?", (key,))
             return row.fetchone() is not None
@@ -293,6 +356,29 @@ class StateStore:
         state = apply_commit(old, c, finished)
         self._states[c.task_list_key] = state
         return Committed(state, finished, histograms)
+
+    def commit_quiet(
+        self, key: str, watermark: float, last_success: float, prune_before: float
+    ) -> TaskListState:
+        """A poll `exporter.core.quiet` found quiet on a task list with its baseline: only
+        its watermark moves, written as `commit` writes a quiet poll's (batched)."""
+        old = self.load_task_list(key)
+        now = time.monotonic()
+        if self.file.broken is not None or now - self._checked >= CHECK_INTERVAL:
+            self.file.check()
+            self._checked = now
+        self._prune_before = max(self._prune_before, prune_before)
+        assert old.baseline_at is not None
+        self._pending[key] = (old.baseline_at, watermark, last_success)
+        if now - self._flushed >= FLUSH_INTERVAL:
+            try:
+                with self.file.transaction():
+                    self._write_pending()
+            except sqlite3.Error as exc:
+                raise self.file.explain(exc) from None
+        # In place: only the store and the poll in hand hold a task list's state.
+        old.watermark, old.last_success = watermark, last_success
+        return old
 
     def _write_pending(self) -> None:
         """Watermarks of quiet polls, and now and then the pruning of old tasks."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Callable, Generator
 from datetime import datetime, timezone
 from urllib.parse import parse_qsl, quote, unquote
@@ -40,8 +41,12 @@ UNSIGNED_HEADERS = frozenset(
 )
 
 
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch  # what percent-encoding keeps
+
+
 def _encode(text: str) -> str:
-    return quote(text, safe="~")
+    # Most keys and values (digits, timestamps, names) need no encoding: no quote() call.
+    return text if _UNRESERVED(text) else quote(text, safe="~")
 
 
 def canonical_uri(path: str) -> str:

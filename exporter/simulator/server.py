@@ -806,6 +806,9 @@ def admin_call(
 class _SimHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog is 5: a client opening dozens of connections at once
+    # would see SYNs dropped and retried seconds later, which no cloud endpoint does.
+    request_queue_size = 1024
     handshake_timeout = 10.0
 
     def __init__(

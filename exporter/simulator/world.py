@@ -463,6 +463,8 @@ class World:
         self.rng = random.Random(seed)
         self.instances: dict[str, SimInstance] = {}
         self.tasks: dict[str, SimTask] = {}
+        # The same tasks by instance: an instance's list is read without a scan of the world.
+        self._by_instance: dict[str, dict[str, SimTask]] = {}
         self.options = Options()
         # access key -> (secret key, security token or None, expiry epoch or None)
         self.credentials: dict[str, tuple[str, str | None, float | None]] = {}
@@ -677,7 +679,12 @@ class World:
                 task.params = json.dumps(params)
             else:
                 task.params = params
+            replaced = self.tasks.get(task.id)
+            if replaced is not None and replaced.instance_id is not None:
+                self._by_instance.get(replaced.instance_id, {}).pop(task.id, None)
             self.tasks[task.id] = task
+            if task.instance_id is not None:
+                self._by_instance.setdefault(task.instance_id, {})[task.id] = task
             for when, next_status in plan:
                 heapq.heappush(self._plans, (when, next(self._seq), task.id, next_status))
             return task
@@ -733,7 +740,9 @@ class World:
 
     def remove_task(self, task_id: str) -> None:
         with self.lock:
-            self.tasks.pop(task_id, None)
+            task = self.tasks.pop(task_id, None)
+            if task is not None and task.instance_id is not None:
+                self._by_instance.get(task.instance_id, {}).pop(task_id, None)
 
     def add_fault(self, fault: Fault) -> Fault:
         with self.lock:
@@ -816,7 +825,7 @@ class World:
     def instance_tasks(self, instance_id: str) -> list[SimTask]:
         with self.lock:
             self.advance()
-            found = [t for t in self.tasks.values() if t.instance_id == instance_id]
+            found = list(self._by_instance.get(instance_id, {}).values())
         return sorted(found, key=lambda t: (t.created_at, t.id), reverse=True)
 
     def center_tasks(self, project_id: str) -> list[SimTask]:
