@@ -48,6 +48,11 @@ nox.options.error_on_missing_interpreters = os.environ.get("CI", "").lower() not
 def tests(session: nox.Session) -> None:
     """Every check on the main version, the smoke tests on the others."""
     session.install("-q", "--disable-pip-version-check", "-e", ".[test]")
+    # Collected once here first, so that the package's bytecode and pytest's rewritten test
+    # modules are cached before the workers start: from a fresh clone, 8 workers otherwise
+    # each compile all of it at once (12.7 s and 23 s of CPU before the first test, against
+    # 5.9 s and 10 s with the cache).
+    session.run("pytest", "--collect-only", "-q", "-p", "no:cacheprovider", silent=True)
     if session.python == MAIN:
         session.run("ruff", "check", ".")
         session.run("ruff", "format", "--check", ".")
