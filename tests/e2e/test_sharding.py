@@ -141,7 +141,8 @@ def test_three_shards_cover_the_fleet_exactly_and_count_exactly(
         procs[victim].stop(signal.SIGKILL)
         time.sleep(2)
         procs[victim] = start(victim)
-        assert set(_instance_ups(settled(procs[victim]))) == sets[victim]  # same set
+        got = set(_instance_ups(settled(procs[victim])))
+        assert got == sets[victim], procs[victim].output[-6000:]  # same set
         time.sleep(3)
         w.stop_churn()
         time.sleep(4)  # every started task has finished (durations are at most 3s)
