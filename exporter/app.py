@@ -332,6 +332,12 @@ class Exporter:
                 poller.ready,
                 reload=lambda: self.reload_from_thread(loop),
             )
+            # Not ready until the first refresh has given its task lists: expected before the
+            # server answers its first /readyz, or a probe landing in between finds no task
+            # list, hence none unpolled, and calls it ready.
+            needs_refresh = any(s.needs_refresh for s in targets)
+            if needs_refresh:
+                poller.expect_sources()
             server = HttpServer(self.router, listen_address, web_config=web)
             server.start()
             log.info(
@@ -349,8 +355,7 @@ class Exporter:
             run = spawn(poller.run(stop), "poller")
             watch = spawn(self._watch(auto_reload, stop), "config watch") if auto_reload else None
             try:
-                if any(s.needs_refresh for s in targets):
-                    poller.expect_sources()
+                if needs_refresh:
                     first = asyncio.create_task(self._refresh_all(poller, targets))
                     stopping = asyncio.create_task(stop.wait())
                     await asyncio.wait({first, stopping}, return_when=asyncio.FIRST_COMPLETED)
