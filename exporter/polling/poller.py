@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 from exporter.aio import spawn, within
 from exporter.cloud.client import ApiError, CloudClient
 from exporter.config import Config
-from exporter.core.counting import TaskListState, merge, summary_of, window_start
+from exporter.core.counting import TaskListState, TaskSummary, merge, summary_of, window_start
+from exporter.core.expectations import Sample
+from exporter.core.histograms import HistogramRow
 from exporter.core.quiet import QuietFacts, facts_of, quiet
 from exporter.core.tasklists import TaskList
 from exporter.core.tasks import ZERO_INITIALIZED_STATUSES, Task
@@ -30,6 +33,7 @@ from exporter.telemetry.logs import EVENTS_LOGGER
 from exporter.telemetry.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 events_log = logging.getLogger(EVENTS_LOGGER)
 
 
@@ -210,33 +214,12 @@ class Poller:
                 poll_started=started,
                 config=self.config,
             )
-            t0 = time.monotonic()
-            try:
-                committed = self.store.commit(merged.commit)
-            except StateError as exc:
-                # Its own signal: a full disk is not a cloud outage. Nothing of the poll is
-                # kept, so the next poll that can write counts its tasks exactly once.
-                self.metrics.state_commit_failures.inc()
-                self.commit_failure = str(exc)
-                raise
-            self.commit_failure = None
-            self.metrics.state_commit_duration.observe(time.monotonic() - t0)
+            committed = self._committed(lambda: self.store.commit(merged.commit))
             if merged.commit.events:
                 self.write_events()
-            self.snapshots.publish_task_list(
-                TaskListSnapshot(
-                    task_list,
-                    polled=True,
-                    up=True,
-                    last_success=now,
-                    last_attempt=now,
-                    poll_duration=time.monotonic() - mono,
-                    summary=merged.summary,
-                    expected=self.learning.learned(task_list, merged.commit.samples, now),
-                ),
-                committed.histograms,
+            self._publish_up(
+                task_list, merged.summary, merged.commit.samples, now, mono, committed.histograms
             )
-            self.learning.polled(task_list)
             if log.isEnabledFor(logging.DEBUG):  # not even the fields, on the hot path
                 log.debug(
                     "poll done",
@@ -324,16 +307,38 @@ class Poller:
         config = self.config
         if not quiet(state, facts, tasks, since=since, now=now, config=config, zero=zero):
             return False
+        self._committed(
+            lambda: self.store.commit_quiet(task_list.key, started, now, now - config.retention)
+        )
+        assert state.memo.summary is not None  # quiet() says so
+        self._publish_up(task_list, state.memo.summary, (), now, mono)
+        return True
+
+    def _committed(self, commit: Callable[[], T]) -> T:
+        """A commit to the state file, timed, its failure kept for health. A failure is its
+        own signal (a full disk is not a cloud outage): nothing of the poll is kept, so the
+        next poll that can write counts its tasks exactly once."""
         t0 = time.monotonic()
         try:
-            self.store.commit_quiet(task_list.key, started, now, now - config.retention)
+            done = commit()
         except StateError as exc:
             self.metrics.state_commit_failures.inc()
             self.commit_failure = str(exc)
             raise
         self.commit_failure = None
         self.metrics.state_commit_duration.observe(time.monotonic() - t0)
-        assert state.memo.summary is not None  # quiet() says so
+        return done
+
+    def _publish_up(
+        self,
+        task_list: TaskList,
+        summary: TaskSummary,
+        samples: Sequence[Sample],
+        now: float,
+        mono: float,
+        histograms: Iterable[HistogramRow] = (),
+    ) -> None:
+        """A successful poll's snapshot, and its expectations' aging."""
         self.snapshots.publish_task_list(
             TaskListSnapshot(
                 task_list,
@@ -342,12 +347,12 @@ class Poller:
                 last_success=now,
                 last_attempt=now,
                 poll_duration=time.monotonic() - mono,
-                summary=state.memo.summary,
-                expected=self.learning.learned(task_list, (), now),
-            )
+                summary=summary,
+                expected=self.learning.learned(task_list, samples, now),
+            ),
+            histograms,
         )
         self.learning.polled(task_list)
-        return True
 
     async def _poll_limited(self, task_list: TaskList) -> bool:
         """A poll once it has its endpoint's slot and a global one; a poll that cannot even
