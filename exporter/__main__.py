@@ -1,5 +1,5 @@
 """`python -m exporter` runs the same CLI as the console script."""
 
-from exporter.cli import main
+from exporter.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -97,14 +97,17 @@ class Exporter:
         return targets
 
     @contextlib.asynccontextmanager
-    async def _running(self) -> AsyncIterator[tuple[Poller, list[AnyTarget]]]:
-        """HTTP clients, credential providers, targets and the poller, for one run."""
+    async def _running(self, once: bool = False) -> AsyncIterator[tuple[Poller, list[AnyTarget]]]:
+        """HTTP clients, credential providers, targets and the poller, for one run (`once`:
+        every task list is polled right away, so its stored state only matters if that poll
+        fails)."""
         self._clients, client, providers = await open_clients(self.config, self.metrics)
         try:
             self.targets = targets = self._targets(self.config, client, providers)
             poller = self.poller = Poller(
                 self.config, self.store, client, self.snapshots, self.metrics
             )
+            poller.defer_stored_state = once
             poller.restore_histograms_and_events()
             # Targets that need nothing from the cloud (project ID given, no discovery) give
             # their task lists at once; the others after their first refresh.
@@ -125,7 +128,7 @@ class Exporter:
 
     async def once(self) -> bool:
         """Read the targets, poll every task list once; True when everything succeeded."""
-        async with self._running() as (poller, targets):
+        async with self._running(once=True) as (poller, targets):
             await self._refresh_all(poller, targets)
             ok = await poller.poll_all_once()
             healthy = all(h.up for h in discovery_of(targets, self.shard.owns)[1])

@@ -8,7 +8,9 @@ a check failing in `--probe`); 2 a usage or configuration error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -145,6 +147,40 @@ def _load(args: argparse.Namespace) -> tuple[Config, list[Problem], object | Non
     return config, warnings, None
 
 
+class _Process:
+    """What `main` tells `entry` of the run that just ended."""
+
+    one_shot_done = False  # a `--once` wrote its output: the process may end at once
+
+
+def entry() -> None:
+    """The console script and `python -m exporter`: `main()`, then the process ends.
+
+    After a `--once` it ends without tearing the interpreter down: by then the output is
+    written and the state file closed, and freeing a fleet's worth of objects one by one
+    is a twentieth of a one-shot run's time (0.08 s of 1.6 s at 1,000 task lists).
+    """
+    code = main()
+    if _Process.one_shot_done:
+        logging.shutdown()
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing to flush to
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+    raise SystemExit(code)
+
+
+def _write_out(data: bytes) -> None:
+    """Bytes on stdout as they are (a redirected text stream gets them decoded)."""
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:
+        sys.stdout.write(data.decode("utf-8"))
+    else:
+        sys.stdout.flush()
+        buffer.write(data)
+    sys.stdout.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -230,8 +266,8 @@ def main(argv: list[str] | None = None) -> int:
             log.info("sharding", extra={"fields": {"shard": shard.index, "of": shard.count}})
         if args.once:
             ok = run(exporter.once())
-            sys.stdout.write(exporter.exposition().decode("utf-8"))
-            sys.stdout.flush()
+            _write_out(exporter.exposition())
+            _Process.one_shot_done = True
             return 0 if ok else 1
         try:
             run(exporter.serve(args.listen_address, web, auto_reload))

@@ -21,6 +21,7 @@ from typing import NamedTuple, cast
 
 import httpx
 
+from exporter.aio import within
 from exporter.cloud.sockets import open_socket
 
 MAX_HEAD = 64 * 1024  # status line and headers together
@@ -402,7 +403,8 @@ class WirePool:
         if left <= 0:
             raise Expired()
         try:
-            sock = await asyncio.wait_for(open_socket(host, port, tls), left)
+            # Not wait_for (a task of its own before 3.12): the connect starts at once.
+            sock = await within(open_socket(host, port, tls), left)
         except asyncio.TimeoutError:
             raise Expired() from None
         except ssl.SSLError as exc:

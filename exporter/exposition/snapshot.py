@@ -187,9 +187,16 @@ class SnapshotStore:
             if snap.summary is not old.summary and snap.summary != old.summary:
                 self._render_summary(snap)
                 if snap.summary.names != old.summary.names:
+                    # A group's histograms show the names its members have: rendered again
+                    # only when that set changes, not for every member's first poll.
+                    group = self._group(snap.task_list)
+                    before = self._groups.get(group)
+                    names = set(before.names) if before is not None else None
                     self._leave(snap.task_list, old.summary.names)
                     self._join(snap.task_list, snap.summary.names)
-                    self._render_group(self._group(snap.task_list))
+                    after = self._groups.get(group)
+                    if after is None or names is None or set(after.names) != names:
+                        self._render_group(group)
             self._render_status(snap)
             self._dirty = True
 

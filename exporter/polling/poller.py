@@ -26,7 +26,7 @@ from exporter.core.tasks import ZERO_INITIALIZED_STATUSES, Task
 from exporter.exposition.snapshot import SnapshotStore, TaskListSnapshot
 from exporter.polling.dialects import TaskReader
 from exporter.polling.history import Learning
-from exporter.polling.schedule import next_due, on_tick, spread, tick_of
+from exporter.polling.schedule import in_turns, next_due, on_tick, spread, tick_of
 from exporter.polling.slots import PollSlots
 from exporter.polling.state import StateError, StateStore
 from exporter.telemetry.logs import EVENTS_LOGGER
@@ -65,6 +65,11 @@ class Poller:
         self._paused = False  # from pause() to resume(): a reload is swapping the settings
         self.commit_failure: str | None = None  # why the last commit failed, until one works
         self._facts: dict[str, QuietFacts] = {}  # per task list, for telling quiet polls
+        # `--once` (`defer_stored_state`): the stored state of a task list is only served
+        # if its poll fails, so a start does not render every task list twice.
+        self.defer_stored_state = False
+        self._deferred: set[str] = set()  # joined, not polled yet
+        self._unserved: set[str] = set()  # polled, nothing published for it yet
 
     # -- health inputs from the app -----------------------------------------------------
 
@@ -97,13 +102,16 @@ class Poller:
         if pending:
             self.store.events_written(pending[-1][0])
 
-    def _serve_stored_state(self, task_list: TaskList) -> None:
+    def _serve_stored_state(self, task_list: TaskList, restore: bool = True) -> None:
         """Serve what the state file knows of a task list until its first poll finishes.
 
         Counters must not drop to zero at a restart; `up` stays absent until a poll says.
         """
         state = self.store.load_task_list(task_list.key)
-        expected = self.learning.restore(task_list)
+        if restore:
+            expected = self.learning.restore(task_list)
+        else:
+            expected = self.learning.book.expectations(task_list.key)
         if state.watermark is None:
             return
         self.snapshots.publish_task_list(
@@ -114,6 +122,27 @@ class Poller:
                 expected=expected,
             )
         )
+
+    def _join_deferred(self, task_list: TaskList, state: TaskListState) -> None:
+        """A deferred task list's first poll: what serving its stored state would have
+        prepared (its stored runs, its summary for telling a quiet poll), nothing published.
+        """
+        key = task_list.key
+        self._deferred.discard(key)
+        self._unserved.add(key)
+        self.learning.restore(task_list)
+        if state.watermark is not None:
+            summary_of(task_list, state, time.time(), self.config)
+
+    def _serve_if_unserved(self, task_list: TaskList) -> None:
+        """A failed or unstarted poll of a deferred task list: its stored state after all."""
+        key = task_list.key
+        if key in self._deferred:
+            self._deferred.discard(key)
+            self._serve_stored_state(task_list)
+        elif key in self._unserved:
+            self._unserved.discard(key)
+            self._serve_stored_state(task_list, restore=False)
 
     def set_task_lists(self, task_lists: Sequence[TaskList]) -> None:
         """Make these the task lists to poll: start the new ones, stop the gone ones.
@@ -131,9 +160,14 @@ class Poller:
             self.store.forget(key)
             self._facts.pop(key, None)
             self.learning.forget(key)
+            self._deferred.discard(key)
+            self._unserved.discard(key)
         self.store.preload(t.key for t in added)
-        for task_list in added:
-            self._serve_stored_state(task_list)
+        if self.defer_stored_state:
+            self._deferred.update(t.key for t in added)
+        else:
+            for task_list in added:
+                self._serve_stored_state(task_list)
         self.learning.publish_restored()
         if added or removed:
             log.info(
@@ -200,6 +234,8 @@ class Poller:
         error: str | None = None
         try:
             state = self.store.load_task_list(task_list.key)
+            if self._deferred and task_list.key in self._deferred:
+                self._join_deferred(task_list, state)
             since = window_start(state, started, self.config)
             fetched = await self.reader.fetch_tasks(task_list, since)
             now = time.time()
@@ -277,6 +313,8 @@ class Poller:
             self._last_activity = time.monotonic()
             self._attempted.add(task_list.key)
         log.warning("poll failed", extra={"fields": {"target": task_list.key, "error": error}})
+        if self._unserved or self._deferred:
+            self._serve_if_unserved(task_list)
         self.snapshots.update_task_list(
             task_list.key,
             polled=True,
@@ -339,6 +377,7 @@ class Poller:
         histograms: Iterable[HistogramRow] = (),
     ) -> None:
         """A successful poll's snapshot, and its expectations' aging."""
+        self._unserved.discard(task_list.key)
         self.snapshots.publish_task_list(
             TaskListSnapshot(
                 task_list,
@@ -378,12 +417,19 @@ class Poller:
         )
         log.warning("poll not started", extra={"fields": {"target": task_list.key, "error": error}})
         self._attempted.add(task_list.key)
+        if self._unserved or self._deferred:
+            self._serve_if_unserved(task_list)
         self.snapshots.update_task_list(
             task_list.key, polled=True, up=False, last_attempt=time.time(), last_error=error
         )
 
     async def poll_all_once(self) -> bool:
-        results = await asyncio.gather(*(self._poll_limited(t) for t in self.task_lists.values()))
+        # All started at once, they take the slots in this order: every endpoint gets its
+        # share from the first poll, and they all end together.
+        endpoint = self.client.parsed
+        lists = in_turns(self.task_lists.values(), lambda t: endpoint(t.base_url)[1])
+        results = await asyncio.gather(*(self._poll_limited(t) for t in lists))
+        self.learning.publish_restored()  # the fleet kinds of deferred task lists' runs
         await self.learning.wait()  # the history reads the first polls started
         return all(results)
 

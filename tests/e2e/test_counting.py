@@ -18,7 +18,7 @@ import pytest
 
 from exporter.app import Exporter
 from exporter.config import load_config
-from exporter.simulator.world import MISSING, to_ms
+from exporter.simulator.world import MISSING, Fault, to_ms
 from tests.conftest import (
     PROJECT,
     Metrics,
@@ -30,6 +30,7 @@ from tests.conftest import (
 )
 
 FINISHED = "huaweicloud_task_finished_total"
+LAST_SUCCESS = "huaweicloud_task_last_poll_success_timestamp_seconds"
 
 
 def cli_once(config: Path) -> Metrics:
@@ -388,3 +389,38 @@ def test_removed_target_series_disappear(sim: Sim, tmp_path: Path) -> None:
     m = once(cfg)
     assert not [s for s in m.samples if s.labels.get("instance_id") == r2.id]
     assert m.find("huaweicloud_task_up", instance_id=r1.id)
+
+
+def test_a_failed_once_still_shows_what_the_state_file_knows(sim: Sim, tmp_path: Path) -> None:
+    """`--once` serves a task list's stored state only when its poll fails (a poll that
+    works publishes its own): the failed one keeps its counters and last success, up 0."""
+    w = sim.world
+    now = time.time()
+    ok = w.add_instance("dcs", "fine", PROJECT)
+    bad = w.add_instance("dcs", "failing", PROJECT)
+    w.add_task(ok.id, "modify", "SUCCESS", now - 90, now - 80)
+    t = w.add_task(bad.id, "modify", "EXECUTING", now - 60)
+    both = [instance_entry(w, ok.id), instance_entry(w, bad.id)]
+    cfg = write_config(tmp_path / "c.yml", config_doc(sim, both, state_path=tmp_path / "s.db"))
+    once(cfg)
+    w.set_status(t.id, "SUCCESS")
+    counted = once(cfg)
+    assert counted.value(FINISHED, instance_id=bad.id, task_name="modify", status="SUCCESS") == 1
+    last_success = counted.value(LAST_SUCCESS, instance_id=bad.id)
+    assert last_success is not None
+
+    w.add_fault(Fault("http_error", status=503, instance_id=bad.id))
+    exporter = Exporter(load_config(cfg))
+    try:
+        assert not asyncio.run(exporter.once())  # one task list failed
+        m = Metrics(exporter.exposition().decode("utf-8"))
+    finally:
+        exporter.close()
+    assert m.value("huaweicloud_task_up", instance_id=bad.id) == 0
+    assert m.value("huaweicloud_task_up", instance_id=ok.id) == 1
+    assert m.value(FINISHED, instance_id=bad.id, task_name="modify", status="SUCCESS") == 1
+    assert m.value(LAST_SUCCESS, instance_id=bad.id) == last_success
+    assert m.value("huaweicloud_task_recent_tasks", instance_id=bad.id, status="SUCCESS") == 1
+    # The one that worked shows the same series as when everything works.
+    assert m.value(FINISHED, instance_id=ok.id, task_name="modify", status="FAILED") == 0
+    assert m.value(LAST_SUCCESS, instance_id=ok.id) > last_success  # type: ignore[operator]

@@ -23,7 +23,7 @@ from exporter.exposition.families import TaskFamilies
 from exporter.exposition.snapshot import SnapshotStore
 from exporter.polling.dialects import FetchResult
 from exporter.polling.poller import Poller
-from exporter.polling.schedule import MAX_TICK, next_due, on_tick, spread, tick_of
+from exporter.polling.schedule import MAX_TICK, in_turns, next_due, on_tick, spread, tick_of
 from exporter.polling.state import StateStore
 from exporter.telemetry.selfmetrics import SelfMetrics
 from tests.builders import task_list
@@ -129,3 +129,10 @@ def test_a_slow_task_list_delays_only_itself(tmp_path: Path) -> None:
     # The other is not held up: a poll every 0.2s.
     assert reader.polls[fast.key] >= 5, reader.polls
     assert (registry.get_sample_value("huaweicloud_task_polls_skipped_total") or 0) >= 2
+
+
+def test_polls_started_at_once_take_turns_between_endpoints() -> None:
+    items = ["a1", "a2", "a3", "a4", "b1", "b2", "c1"]
+    assert in_turns(items, lambda s: s[0]) == ["a1", "b1", "c1", "a2", "b2", "a3", "a4"]
+    assert in_turns([], lambda s: s) == []
+    assert in_turns(["x", "y"], lambda s: "one") == ["x", "y"]  # one endpoint: as given

@@ -96,7 +96,7 @@ def test_entrypoint_port_health_and_volume_match_the_exporter() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     entry = yaml.safe_load(steps["ENTRYPOINT"])
     assert entry == ["huaweicloud-task-exporter"]
-    assert scripts[entry[0]] == "exporter.cli:main"
+    assert scripts[entry[0]] == "exporter.cli:entry"
     assert steps["EXPOSE"] == str(DEFAULT_PORT)
     health = steps["HEALTHCHECK"]
     assert f"http://127.0.0.1:{DEFAULT_PORT}/healthz" in health
