@@ -250,7 +250,7 @@ class Poller:
                 poll_started=started,
                 config=self.config,
             )
-            committed = self._committed(lambda: self.store.commit(merged.commit))
+            committed = self._committed(lambda: self.store.commit(merged.commit, merged.state))
             if merged.commit.events:
                 self.write_events()
             self._publish_up(

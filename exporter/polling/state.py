@@ -325,11 +325,14 @@ class StateStore:
 
     # -- writing -------------------------------------------------------------------------
 
-    def commit(self, c: PollCommit) -> Committed:
+    def commit(self, c: PollCommit, merged: TaskListState | None = None) -> Committed:
         """Write one poll's results atomically (all of it or none of it) and say what changed.
 
         A quiet poll of a task list that has its baseline changes nothing but its watermark:
         it is written with the next commit or within FLUSH_INTERVAL, whichever comes first.
+        `merged` is the state the merge led to: when the file's totals agree with it, it is
+        kept as it is, summary memo included, so that the next poll can be told quiet
+        (otherwise every poll that changed something was followed by a second full merge).
         """
         old = self.load_task_list(c.task_list_key)
         now = time.monotonic()
@@ -354,6 +357,8 @@ class StateStore:
         except sqlite3.Error as exc:
             raise self.file.explain(exc) from None
         state = apply_commit(old, c, finished)
+        if merged is not None and merged == state:
+            state = merged
         self._states[c.task_list_key] = state
         return Committed(state, finished, histograms)
 

@@ -6,15 +6,20 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from exporter.core.counting import PollCommit, TaskRow
+from exporter.config import load_config_text
+from exporter.core.counting import PollCommit, TaskRow, merge, window_start
 from exporter.core.expectations import Sample
 from exporter.core.histograms import HistogramDelta
+from exporter.core.quiet import facts_of, quiet
+from exporter.core.tasks import ZERO_INITIALIZED_STATUSES, Task
 from exporter.polling.state import FLUSH_INTERVAL, StateStore
+from tests.builders import task_list
 
 pytestmark = pytest.mark.smoke  # in-process: run on every supported Python
 
@@ -187,3 +192,37 @@ def test_schema_3_learns_from_the_successful_tasks_it_knows(tmp_path: Path) -> N
     assert again.load_samples("a") == [Sample("ok", "EXTEND", now - 100, 600.0)]
     assert not again.history_read("a")  # so it is read once, after the upgrade too
     again.close()
+
+
+def test_the_state_a_merge_led_to_is_kept_so_the_next_poll_can_be_quiet(tmp_path: Path) -> None:
+    """The store keeps the merge's own state (its summary memo with it) when the file agrees,
+    so the poll after one that changed something is told quiet instead of merged again."""
+    config = load_config_text(
+        "lookback: 24h\npoll_interval: 30s\ncredentials: {access_key: AK, secret_key: SK}\n"
+        "targets:\n  - {region: r1, project_id: p1, instances: [{service: dcs, id: i1}]}\n",
+        env={},
+    )
+    target = task_list("dcs", "i1", "redis-1", project_id="p1")
+    zero = ZERO_INITIALIZED_STATUSES[target.dialect]
+    now = time.time()
+    tasks = [Task("t1", "EXTEND", "SUCCESS", now - 600, now - 500)]
+    store = StateStore(tmp_path / "s.db", BOUNDS)
+    for at in (now - 60, now):  # a baseline, then a poll that records the task
+        state = store.load_task_list(target.key)
+        since = window_start(state, at, config)
+        merged = merge(
+            target, state, tasks, since=since, now=at, poll_started=at - 1, config=config
+        )
+        kept = store.commit(merged.commit, merged.state).state
+        assert kept is merged.state
+        assert kept.memo.summary is not None
+    state = store.load_task_list(target.key)
+    since = window_start(state, now + 30, config)
+    facts = facts_of(state.tasks)
+    assert quiet(state, facts, tasks, since=since, now=now + 30, config=config, zero=zero)
+
+    # A state that is not what the file now holds is not kept.
+    stale = merge(target, state, [], since=since, now=now + 30, poll_started=now, config=config)
+    other = replace(stale.state, finished={("EXTEND", "SUCCESS"): 99})
+    assert store.commit(stale.commit, other).state is not other
+    store.close()
