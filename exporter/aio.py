@@ -30,6 +30,83 @@ else:  # 3.10: no asyncio.timeout
         return await asyncio.wait_for(awaitable, seconds)
 
 
+if sys.version_info >= (3, 11):
+
+    class _Due:
+        __slots__ = ("cancelling", "deadline", "expired", "task")
+
+        def __init__(self, task: asyncio.Task[Any], deadline: float) -> None:
+            self.task = task
+            self.deadline = deadline
+            self.cancelling = task.cancelling()
+            self.expired = False
+
+    class SharedDeadlines:
+        """`within` for many tasks at once: their deadlines checked together every `grain`
+        seconds by one timer, instead of a timer of their own each.
+
+        Every poll runs under a deadline (`http.poll_timeout`) that it almost never reaches;
+        `asyncio.timeout` arms and disarms a timer for each, which at a poll's cost shows.
+        A deadline here is noticed up to `grain` late.
+        """
+
+        def __init__(self, grain: float = 0.05) -> None:
+            self.grain = grain
+            self._due: set[_Due] = set()
+            self._loop: asyncio.AbstractEventLoop | None = None
+            self._timer: asyncio.TimerHandle | None = None
+
+        async def within(self, awaitable: Awaitable[T], seconds: float) -> T:
+            """`awaitable`, cancelled with `asyncio.TimeoutError` once `seconds` have passed."""
+            task = asyncio.current_task()
+            if task is None:
+                return await within(awaitable, seconds)
+            loop = asyncio.get_running_loop()
+            if loop is not self._loop:  # a new loop (tests run several): start afresh
+                self._loop, self._timer = loop, None
+                self._due.clear()
+            due = _Due(task, loop.time() + seconds)
+            self._due.add(due)
+            if self._timer is None:
+                self._timer = loop.call_later(self.grain, self._sweep)
+            try:
+                return await awaitable
+            except asyncio.CancelledError:
+                if due.expired:
+                    due.expired = False
+                    if task.uncancel() <= due.cancelling:
+                        raise asyncio.TimeoutError from None
+                raise
+            finally:
+                self._due.discard(due)
+                if due.expired:  # cancelled for its deadline, but it ended without seeing it
+                    task.uncancel()
+
+        def _sweep(self) -> None:
+            self._timer = None
+            loop = self._loop
+            if loop is None:
+                return
+            now = loop.time()
+            for due in self._due:
+                if not due.expired and now >= due.deadline:
+                    due.expired = True
+                    due.task.cancel()
+            if self._due:
+                self._timer = loop.call_later(self.grain, self._sweep)
+
+else:  # 3.10: no Task.uncancel
+
+    class SharedDeadlines:
+        """`within`, one timer per call, as on 3.10 it must be."""
+
+        def __init__(self, grain: float = 0.05) -> None:
+            self.grain = grain
+
+        async def within(self, awaitable: Awaitable[T], seconds: float) -> T:
+            return await within(awaitable, seconds)
+
+
 async def wait_stopped(stop: asyncio.Event, timeout: float) -> bool:
     """Wait up to `timeout` seconds for `stop`; True when it is set.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import logging
 import signal
@@ -38,6 +39,7 @@ from exporter.web.server import HttpServer
 from exporter.web.webwatch import WebConfigWatcher
 
 log = logging.getLogger(__name__)
+YOUNG_GENERATION = 10_000  # objects allocated between collections of the youngest
 
 
 class Exporter:
@@ -84,6 +86,8 @@ class Exporter:
         self.snapshots = _snapshot_store(config)
         self.metrics_app = MetricsApp(self.snapshots.exposition, self.registry)
         self.router: Router | None = None
+        # The process's own exporter (the CLI): its heap is tuned once start-up is over.
+        self.settle_heap = False
         _warn_tls(config)
 
     def _targets(
@@ -321,6 +325,8 @@ class Exporter:
         loop.add_signal_handler(signal.SIGHUP, on_hup)
         async with self._running() as (poller, targets):
             running.set()
+            if self.settle_heap:
+                _settle_heap()
 
             def healthy() -> tuple[bool, str]:
                 # A state file gone from under us needs a restart, however polls go.
@@ -388,6 +394,21 @@ class Exporter:
 
 
 RELOAD_TIMEOUT = 60.0
+
+
+def _settle_heap() -> None:
+    """After start-up, keep the garbage collector off what start-up built to last.
+
+    The states, snapshots and rendered lines of every task list are alive for the whole
+    run; each full collection walked them all (0.3 s of CPU at 10,000 task lists, about once
+    a minute). Frozen, they are still freed when their last reference goes (a quiet poll
+    replaces its status lines), only no longer scanned. A young generation of 10,000
+    objects rather than 700: the polls in flight are not promoted at every collection.
+    """
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION, older, oldest)
 
 
 def _checksum(path: Path | None) -> str | None:

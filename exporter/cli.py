@@ -269,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             _write_out(exporter.exposition())
             _Process.one_shot_done = True
             return 0 if ok else 1
+        exporter.settle_heap = True
         try:
             run(exporter.serve(args.listen_address, web, auto_reload))
         except OSError as exc:

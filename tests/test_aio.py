@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from exporter.aio import spawn, wait_stopped
+from exporter.aio import SharedDeadlines, spawn, wait_stopped
 from tests.conftest import (
     PROJECT,
     REGION,
@@ -97,3 +99,43 @@ def test_a_crashed_loop_is_logged_not_silent(caplog: pytest.LogCaptureFixture) -
     assert record.exc_info is not None
     assert isinstance(record.exc_info[1], RuntimeError)
     assert getattr(record, "fields", {}) == {"loop": "poll redis-1"}
+
+
+@pytest.mark.smoke
+def test_shared_deadlines_time_out_only_what_passed_its_deadline() -> None:
+    """Many tasks under one sweeping timer: the slow one gets TimeoutError within a grain,
+    the quick ones their result, and a cancel from outside stays a cancel."""
+    deadlines = SharedDeadlines(grain=0.01)
+
+    async def main() -> None:
+        async def slow() -> str:
+            await asyncio.sleep(5)
+            return "late"
+
+        async def quick(n: int) -> int:
+            await asyncio.sleep(0.01)
+            return n
+
+        started = time.monotonic()
+        with pytest.raises(asyncio.TimeoutError):
+            await deadlines.within(slow(), 0.05)
+        assert time.monotonic() - started < 1
+        results = await asyncio.gather(*(deadlines.within(quick(n), 1) for n in range(20)))
+        assert results == list(range(20))
+
+        outer = asyncio.ensure_future(deadlines.within(slow(), 10))
+        await asyncio.sleep(0.02)
+        outer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await outer
+        # A task whose deadline passed can go on to await other things undisturbed.
+        with pytest.raises(asyncio.TimeoutError):
+            await deadlines.within(slow(), 0.02)
+        await asyncio.sleep(0.03)
+        current = asyncio.current_task()
+        assert current is not None
+        if sys.version_info >= (3, 11):
+            assert current.cancelling() == 0
+
+    asyncio.run(main())
+    asyncio.run(main())  # a second loop: the deadlines start afresh

@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from exporter.aio import within
+from exporter.aio import SharedDeadlines
 from exporter.cloud.client import ApiError, CloudClient
 from exporter.cloud.paging import check_pages
 from exporter.core.tasklists import TaskList
@@ -43,6 +43,7 @@ class TaskReader:
         self.client = client
         # Learned per host: the first index of DMS `start` (0 until a server refuses 0).
         self.dms_first_index: dict[str, int] = {}
+        self._deadlines = SharedDeadlines()  # every poll's http.poll_timeout, one timer
 
     async def fetch_tasks(
         self, target: TaskList, since: float, *, truncate: bool = False
@@ -57,7 +58,7 @@ class TaskReader:
         """
         limit = self.client.settings.poll_timeout
         try:
-            return await within(self._fetch_tasks(target, since, truncate), limit)
+            return await self._deadlines.within(self._fetch_tasks(target, since, truncate), limit)
         except asyncio.TimeoutError:
             raise ApiError(
                 f"the poll did not finish within {limit:g}s (http.poll_timeout)"
