@@ -26,7 +26,7 @@ from exporter.core.tasks import ZERO_INITIALIZED_STATUSES, Task
 from exporter.exposition.snapshot import SnapshotStore, TaskListSnapshot
 from exporter.polling.dialects import TaskReader
 from exporter.polling.history import Learning
-from exporter.polling.schedule import in_turns, next_due, on_tick, spread, tick_of
+from exporter.polling.schedule import Ticks, in_turns, next_due, on_tick, spread, tick_of
 from exporter.polling.slots import PollSlots
 from exporter.polling.state import StateError, StateStore
 from exporter.telemetry.logs import EVENTS_LOGGER
@@ -65,6 +65,7 @@ class Poller:
         self._paused = False  # from pause() to resume(): a reload is swapping the settings
         self.commit_failure: str | None = None  # why the last commit failed, until one works
         self._facts: dict[str, QuietFacts] = {}  # per task list, for telling quiet polls
+        self._ticks = Ticks()  # a new one for each run (its timers are on its loop)
         # `--once` (`defer_stored_state`): the stored state of a task list is only served
         # if its poll fails, so a start does not render every task list twice.
         self.defer_stored_state = False
@@ -443,6 +444,7 @@ class Poller:
         """
         self.started_monotonic = time.monotonic()
         self._stop = stop
+        self._ticks = Ticks()
         self._start_loops(list(self.task_lists.values()))
         try:
             await stop.wait()
@@ -457,10 +459,10 @@ class Poller:
     async def _loop(self, key: str, due: float, interval: float, stop: asyncio.Event) -> None:
         tick = tick_of(interval)
         while not stop.is_set():
-            delay = on_tick(due, tick) - time.monotonic()
-            if delay > 0:
-                # A plain sleep (one timer): at stop, `run` cancels every loop.
-                await asyncio.sleep(delay)
+            at = on_tick(due, tick)
+            if at > time.monotonic():
+                # With every loop due on that tick (one timer): at stop, `run` cancels them.
+                await self._ticks.until(at)
                 if stop.is_set():
                     return
             task_list = self.task_lists.get(key)

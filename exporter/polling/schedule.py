@@ -15,8 +15,10 @@ caps what a tick may send.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
+import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
@@ -69,3 +71,30 @@ def in_turns(items: Iterable[T], key: Callable[[T], str]) -> list[T]:
         groups.setdefault(key(item), []).append(item)
     turns = itertools.zip_longest(*groups.values())
     return [item for turn in turns for item in turn if item is not None]
+
+
+class Ticks:
+    """Sleeping until a tick, shared by every loop that wakes then: one timer per tick.
+
+    At 10,000 task lists every 60 s, 167 loops wake on each tick; with a timer each, arming
+    and firing them was 3 % of a quiet poll's CPU. Made for one event loop (a poller's run).
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[float, list[asyncio.Future[None]]] = {}
+
+    async def until(self, instant: float) -> None:
+        """Return at `instant` (`time.monotonic()`, a tick as `on_tick` gives it)."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        waiting = self._waiting.get(instant)
+        if waiting is None:
+            waiting = self._waiting[instant] = []
+            loop.call_later(max(0.0, instant - time.monotonic()), self._wake, instant)
+        waiting.append(waiter)
+        await waiter  # cancelled (a stop): only this waiter is
+
+    def _wake(self, instant: float) -> None:
+        for waiter in self._waiting.pop(instant, ()):
+            if not waiter.done():
+                waiter.set_result(None)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,7 +25,15 @@ from exporter.exposition.families import TaskFamilies
 from exporter.exposition.snapshot import SnapshotStore
 from exporter.polling.dialects import FetchResult
 from exporter.polling.poller import Poller
-from exporter.polling.schedule import MAX_TICK, in_turns, next_due, on_tick, spread, tick_of
+from exporter.polling.schedule import (
+    MAX_TICK,
+    Ticks,
+    in_turns,
+    next_due,
+    on_tick,
+    spread,
+    tick_of,
+)
 from exporter.polling.state import StateStore
 from exporter.telemetry.selfmetrics import SelfMetrics
 from tests.builders import task_list
@@ -136,3 +146,39 @@ def test_polls_started_at_once_take_turns_between_endpoints() -> None:
     assert in_turns(items, lambda s: s[0]) == ["a1", "b1", "c1", "a2", "b2", "a3", "a4"]
     assert in_turns([], lambda s: s) == []
     assert in_turns(["x", "y"], lambda s: "one") == ["x", "y"]  # one endpoint: as given
+
+
+def test_loops_due_on_one_tick_share_its_timer() -> None:
+    """Every loop waiting for the same tick wakes at it, on one timer; a loop cancelled
+    meanwhile (a stop) leaves the others waiting."""
+
+    async def main() -> None:
+        ticks = Ticks()
+        loop = asyncio.get_running_loop()
+        armed = 0
+        call_later = loop.call_later
+
+        def counting(*args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+            nonlocal armed
+            armed += 1
+            return call_later(*args, **kwargs)
+
+        loop.call_later = counting  # type: ignore[method-assign,assignment]
+        at = time.monotonic() + 0.05
+        woken: list[float] = []
+
+        async def waiter() -> None:
+            await ticks.until(at)
+            woken.append(time.monotonic())
+
+        tasks = [asyncio.ensure_future(waiter()) for _ in range(50)]
+        await asyncio.sleep(0)
+        tasks[0].cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        loop.call_later = call_later  # type: ignore[method-assign]
+        assert len(woken) == 49
+        assert min(woken) >= at - 0.002  # not before the tick (timers' millisecond grain)
+        assert armed == 1
+        await ticks.until(time.monotonic() - 1)  # a tick already past: at once
+
+    asyncio.run(main())
