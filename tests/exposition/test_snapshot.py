@@ -342,3 +342,55 @@ def test_name_filter_on_task_and_self_families(sim: Sim, tmp_path: Path, exporte
     om = get("name[]=huaweicloud_task_up&name[]=huaweicloud_task_build_info", accept=OM)
     assert {f.name for f in om} == {"huaweicloud_task_up", "huaweicloud_task_build_info"}
     assert get("name[]=no_such_metric") == []
+
+
+@pytest.mark.smoke
+def test_duration_groups_follow_the_names_their_members_have() -> None:
+    """A group's histograms are rendered again only when its set of names changes; through
+    joins that change it and joins that do not, the lines stay what the reference renders."""
+    families = TaskFamilies(60.0, False)
+    store = SnapshotStore(BOUNDS, False, families)
+    now = time.time()
+    a, b = _target("dcs", "i-a", "redis-a"), _target("dcs", "i-b", "redis-b")
+    store.set_task_lists([a, b])
+
+    def publish(t: TaskList, *names: str) -> None:
+        rows = [
+            TaskRow(str(i), name, "SUCCESS", now - 60 - i, True, now - 50 - i, True)
+            for i, name in enumerate(names)
+        ]
+        summary = _summary(t, now, rows, {(n, "SUCCESS"): 1 for n in names})
+        store.publish_task_list(TaskListSnapshot(t, polled=True, up=True, summary=summary))
+
+    def same_as_reference() -> None:
+        reference = CollectorRegistry(auto_describe=False)
+        reference.register(TaskCollector(store, families))
+        expected = generate_latest(reference).decode()
+        text = _task_lines(store)
+        assert _normalized(text_string_to_metric_families(text)) == _normalized(
+            text_string_to_metric_families(
+                expected.split("# HELP huaweicloud_task_instance_info")[0]
+            )
+        )
+
+    def histogram_names() -> set[str]:
+        text = _task_lines(store)
+        return {
+            s.labels["task_name"]
+            for f in text_string_to_metric_families(text)
+            if f.name == families.durations.name
+            for s in f.samples
+        }
+
+    publish(a, "EXTEND")
+    assert histogram_names() == {"EXTEND"}
+    publish(b, "EXTEND")  # the same names: not rendered again, still right
+    same_as_reference()
+    publish(b, "EXTEND", "RESTART")
+    assert histogram_names() == {"EXTEND", "RESTART"}
+    same_as_reference()
+    publish(a)  # a leaves EXTEND, which b still has
+    assert histogram_names() == {"EXTEND", "RESTART"}
+    publish(b, "RESTART")
+    assert histogram_names() == {"RESTART"}
+    same_as_reference()
