@@ -115,7 +115,8 @@ def _config(info: dict[str, Any], workdir: Path, interval: str, ca: Path | None)
     doc = {
         "poll_interval": interval,
         "lookback": "24h",
-        "state_path": str(workdir / f"state-{interval}.db"),
+        # One state file per transport: the TLS run's first `--once` is a first poll too.
+        "state_path": str(workdir / f"state-{'tls' if ca else 'http'}-{interval}.db"),
         "credentials": {"access_key": DEMO_ACCESS_KEY, "secret_key": info["secret"]},
         "http": http,
         "targets": [
@@ -130,7 +131,7 @@ def _config(info: dict[str, Any], workdir: Path, interval: str, ca: Path | None)
             for e in info["endpoints"]
         ],
     }
-    path = workdir / f"config-{interval}.yml"
+    path = workdir / f"config-{'tls' if ca else 'http'}-{interval}.yml"
     path.write_text(yaml.safe_dump(doc))
     return path
 
