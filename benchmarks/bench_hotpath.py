@@ -104,6 +104,28 @@ def serve(size: int, latency: float, out: Path, tls_dir: Path | None) -> None:
         sim.stop()
 
 
+def start_simulator(
+    size: int, latency: float, info_path: Path, tls_dir: Path | None
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """`serve` in a process of its own, once it has described its fleet in `info_path`."""
+    sim = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(size), "--latency", str(latency)]
+        + ["--out", str(info_path)]
+        + (["--tls-dir", str(tls_dir)] if tls_dir else []),
+        cwd=ROOT,
+    )
+    try:
+        while not info_path.exists():
+            if sim.poll() is not None:
+                raise RuntimeError("the simulator did not start")
+            time.sleep(0.1)
+        info: dict[str, Any] = json.loads(info_path.read_text())
+    except BaseException:
+        sim.terminate()
+        raise
+    return sim, info
+
+
 def _config(info: dict[str, Any], workdir: Path, interval: str, ca: Path | None) -> Path:
     http: dict[str, Any] = {
         "requests_per_second": 1000,
@@ -333,19 +355,8 @@ def run(transport: str, args: argparse.Namespace, workdir: Path) -> list[tuple[s
     if transport == "tls":
         tls_dir = workdir / "pki"
         ca, _, _ = make_ca_and_server_cert(tls_dir, ["localhost"], ["127.0.0.1"])
-    info_path = workdir / f"sim-{transport}.json"
-    sim = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(args.size), "--latency", str(args.latency)]
-        + ["--out", str(info_path)]
-        + (["--tls-dir", str(tls_dir)] if tls_dir else []),
-        cwd=ROOT,
-    )
+    sim, info = start_simulator(args.size, args.latency, workdir / f"sim-{transport}.json", tls_dir)
     try:
-        while not info_path.exists():
-            if sim.poll() is not None:
-                raise RuntimeError("the simulator did not start")
-            time.sleep(0.1)
-        info = json.loads(info_path.read_text())
         bound = args.size * args.latency / CONCURRENCY
         if args.sdk:
             seq, wall, cpu = sdk_runs(info, ca, args.sdk_sequential)

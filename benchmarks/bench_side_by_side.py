@@ -16,7 +16,6 @@ task-list requests in it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import statistics
@@ -27,10 +26,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+LATENCY = 0.05  # seconds per request, as in bench_hotpath
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_hotpath import _config, _requests  # noqa: E402
+from bench_hotpath import _config, _requests, start_simulator  # noqa: E402
 from bench_scale import _proc_cpu  # noqa: E402
 
 from tests.certs import make_ca_and_server_cert  # noqa: E402
@@ -74,25 +74,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-side-") as tmp:
         work = Path(tmp)
         ca = None
-        tls: list[str] = []
         if not args.plain:
             ca, _, _ = make_ca_and_server_cert(work / "pki", ["localhost"], ["127.0.0.1"])
-            tls = ["--tls-dir", str(work / "pki")]
-        info_path = work / "sim.json"
-        sim = subprocess.Popen(
-            [
-                *(sys.executable, str(ROOT / "benchmarks" / "bench_hotpath.py")),
-                *("--serve", str(args.size), "--out", str(info_path), *tls),
-            ],
-            cwd=ROOT,
+        sim, info = start_simulator(
+            args.size, LATENCY, work / "sim.json", None if args.plain else work / "pki"
         )
         daemons: list[tuple[str, subprocess.Popen[bytes], str]] = []
         try:
-            while not info_path.exists():
-                if sim.poll() is not None:
-                    raise RuntimeError("the simulator did not start")
-                time.sleep(0.1)
-            info = json.loads(info_path.read_text())
             for name, checkout in (("baseline", args.baseline.resolve()), ("this", ROOT)):
                 own = work / name
                 own.mkdir()

@@ -314,8 +314,7 @@ class Poller:
             self._last_activity = time.monotonic()
             self._attempted.add(task_list.key)
         log.warning("poll failed", extra={"fields": {"target": task_list.key, "error": error}})
-        if self._unserved or self._deferred:
-            self._serve_if_unserved(task_list)
+        self._serve_if_unserved(task_list)
         self.snapshots.update_task_list(
             task_list.key,
             polled=True,
@@ -418,8 +417,7 @@ class Poller:
         )
         log.warning("poll not started", extra={"fields": {"target": task_list.key, "error": error}})
         self._attempted.add(task_list.key)
-        if self._unserved or self._deferred:
-            self._serve_if_unserved(task_list)
+        self._serve_if_unserved(task_list)
         self.snapshots.update_task_list(
             task_list.key, polled=True, up=False, last_attempt=time.time(), last_error=error
         )

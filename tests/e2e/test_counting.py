@@ -40,11 +40,11 @@ def cli_once(config: Path) -> Metrics:
     return Metrics(run.stdout)
 
 
-def once(config: Path) -> Metrics:
+def once(config: Path, *, succeeds: bool = True) -> Metrics:
     """One poll in-process, as `--once` does it: a fresh exporter, one poll, closed."""
     exporter = Exporter(load_config(config))
     try:
-        assert asyncio.run(exporter.once())
+        assert asyncio.run(exporter.once()) is succeeds
         return Metrics(exporter.exposition().decode("utf-8"))
     finally:
         exporter.close()
@@ -410,12 +410,7 @@ def test_a_failed_once_still_shows_what_the_state_file_knows(sim: Sim, tmp_path:
     assert last_success is not None
 
     w.add_fault(Fault("http_error", status=503, instance_id=bad.id))
-    exporter = Exporter(load_config(cfg))
-    try:
-        assert not asyncio.run(exporter.once())  # one task list failed
-        m = Metrics(exporter.exposition().decode("utf-8"))
-    finally:
-        exporter.close()
+    m = once(cfg, succeeds=False)  # one task list failed
     assert m.value("huaweicloud_task_up", instance_id=bad.id) == 0
     assert m.value("huaweicloud_task_up", instance_id=ok.id) == 1
     assert m.value(FINISHED, instance_id=bad.id, task_name="modify", status="SUCCESS") == 1
