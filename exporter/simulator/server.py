@@ -212,8 +212,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _SimHTTPServer
     error_content_type = "application/json"
-    # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and
-    # the client's delayed ACK add ~40 ms to every answer.
+    # Error answers (send_error) write the head and the body apart: without TCP_NODELAY,
+    # Nagle's algorithm and the client's delayed ACK would add ~40 ms to them.
     disable_nagle_algorithm = True
     # The API request being answered: recorded in `world.requests` just before its answer is
     # written, so a client that has the answer always finds the record.
@@ -254,9 +254,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
-        self.end_headers()
+        # The head and a body in one write, as a gateway sends a small answer (one TLS
+        # record, one segment), not the head first and the body after it.
+        buffer: list[bytes] = self._headers_buffer  # type: ignore[attr-defined]
+        if self.request_version != "HTTP/0.9":
+            buffer.append(b"\r\n")
         if self.command != "HEAD":
-            self.wfile.write(data)
+            buffer.append(data)
+        self.flush_headers()
 
     def _record(self, status: int) -> None:
         pending, self._pending = self._pending, None
