@@ -58,13 +58,18 @@ if sys.version_info >= (3, 11):
 
         async def within(self, awaitable: Awaitable[T], seconds: float) -> T:
             """`awaitable`, cancelled with `asyncio.TimeoutError` once `seconds` have passed."""
-            task = asyncio.current_task()
+            # With the loop given, `current_task` does not ask for the running loop, which
+            # on 3.11 is a getpid() system call each time.
+            loop = self._loop
+            task = None if loop is None else asyncio.current_task(loop)
             if task is None:
-                return await within(awaitable, seconds)
-            loop = asyncio.get_running_loop()
-            if loop is not self._loop:  # a new loop (tests run several): start afresh
-                self._loop, self._timer = loop, None
-                self._due.clear()
+                loop = asyncio.get_running_loop()
+                if loop is not self._loop:  # a new loop (tests run several): start afresh
+                    self._loop, self._timer = loop, None
+                    self._due.clear()
+                task = asyncio.current_task(loop)
+                if task is None:
+                    return await within(awaitable, seconds)
             due = _Due(task, loop.time() + seconds)
             self._due.add(due)
             if self._timer is None:

@@ -12,7 +12,7 @@ that is not a task-list poll, goes through httpx.
 
 from __future__ import annotations
 
-import asyncio
+import time
 from collections.abc import Callable
 
 import httpx
@@ -108,19 +108,14 @@ class HotPath:
         """Send one GET and read its whole answer within `timeout` seconds in all."""
         query = canonical_query(list(params.items()))
         data, extra = prepared.request(query)
-        loop = asyncio.get_running_loop()
         try:
-            answer = await self._wire.exchange(prepared.origin, data, loop.time() + timeout)
+            answer = await self._wire.exchange(prepared.origin, data, time.monotonic() + timeout)
         except Expired:
             raise ReplyError(f"no complete answer within {timeout:g}s", retryable=True) from None
         except httpx.TransportError as exc:
             raise failure(exc, timeout) from None
         status = answer.status
-        encoding = ""
-        for name, value in answer.headers:
-            if name.lower() == b"content-encoding":
-                encoding = value.decode("latin-1")
-        body = decode_body(encoding, answer.body, max_bytes, status)
+        body = decode_body(answer.encoding, answer.body, max_bytes, status)
 
         def reply() -> Reply:
             request = httpx.Request(

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import time
 from typing import NamedTuple, cast
 
 import httpx
@@ -55,6 +56,7 @@ class Answer(NamedTuple):
     status: int
     headers: list[Header]
     body: bytes  # as it came, still encoded
+    encoding: str = ""  # its Content-Encoding (the last one, as the headers say)
 
 
 class Dropped(Exception):
@@ -66,32 +68,37 @@ class Expired(Exception):
 
 
 class Deadlines:
-    """Deadlines of the requests in flight, checked together every `SWEEP` seconds.
+    """Deadlines (`time.monotonic()`) of the requests in flight, checked together every
+    `SWEEP` seconds.
 
-    Adding and dropping one is a dict operation; one timer runs while any is in flight.
+    Adding and dropping one is a dict operation; one timer runs while any is in flight, on
+    the loop of the connection that started it (not asked of asyncio: on 3.11 each ask is a
+    getpid() system call).
     """
 
     def __init__(self) -> None:
         self._due: dict[_Connection, float] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, conn: _Connection, deadline: float) -> None:
         self._due[conn] = deadline
         if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(SWEEP, self._sweep)
+            self._loop = conn.loop
+            self._timer = conn.loop.call_later(SWEEP, self._sweep)
 
     def discard(self, conn: _Connection) -> None:
         self._due.pop(conn, None)
 
     def _sweep(self) -> None:
         self._timer = None
-        now = asyncio.get_running_loop().time()
+        now = time.monotonic()
         for conn, deadline in list(self._due.items()):
             if now >= deadline:
                 del self._due[conn]
                 conn.fail(Expired())
-        if self._due:
-            self._timer = asyncio.get_running_loop().call_later(SWEEP, self._sweep)
+        if self._due and self._loop is not None:
+            self._timer = self._loop.call_later(SWEEP, self._sweep)
 
 
 class _Connection:
@@ -105,7 +112,7 @@ class _Connection:
         self.sock = sock
         self._fd = sock.fileno()
         self._tls = isinstance(sock, ssl.SSLSocket)
-        self._loop = asyncio.get_running_loop()
+        self.loop = self._loop = asyncio.get_running_loop()
         self.closed = False
         self._waiter: asyncio.Future[Answer] | None = None
         self._out: memoryview | None = None  # what is left to write of a request
@@ -120,6 +127,7 @@ class _Connection:
         self._length: int | None = None  # None: chunked or up to the close
         self._chunked = False
         self.keep_alive = True
+        self._encoding = ""
         self._at = 0  # parsed up to here (chunked)
         self._need = -1  # chunked: bytes of the current chunk still due; -1: a size line
         self._trailers = False
@@ -147,7 +155,10 @@ class _Connection:
                 self._ended()
                 return
             self._received(data)
-            if not self._tls or not cast(ssl.SSLSocket, sock).pending():  # called again
+            # Called again while the socket has bytes. A TLS read returns one record (at
+            # most 16 KiB) whole, so only a read that filled the buffer may leave bytes in
+            # the TLS layer the socket's readiness does not show.
+            if not self._tls or len(data) < RECV or not cast(ssl.SSLSocket, sock).pending():
                 return
 
     def _read_again(self) -> None:
@@ -270,15 +281,16 @@ class _Connection:
                 return None
             if len(buf) > self._length:
                 self.keep_alive = False  # more than was announced: do not trust what follows
-            return Answer(self._status, self._headers, bytes(buf[: self._length]))
+            return Answer(self._status, self._headers, bytes(buf[: self._length]), self._encoding)
         if self._chunked:
             return self._chunks()
         if len(buf) > self._limit:
             raise httpx.RemoteProtocolError(f"response body over {self._limit} bytes")
-        return Answer(self._status, self._headers, bytes(buf)) if eof else None
+        return Answer(self._status, self._headers, bytes(buf), self._encoding) if eof else None
 
     def _framing(self) -> None:
         values = {k.lower(): v for k, v in self._headers}
+        self._encoding = values.get(b"content-encoding", b"").decode("latin-1")
         self.keep_alive = values.get(b"connection", b"").lower() != b"close"
         self._chunked = b"chunked" in values.get(b"transfer-encoding", b"").lower()
         status = self._status
@@ -315,7 +327,9 @@ class _Connection:
                 if not line:
                     if len(buf) > self._at:
                         self.keep_alive = False
-                    return Answer(self._status, self._headers, b"".join(self._parts))
+                    return Answer(
+                        self._status, self._headers, b"".join(self._parts), self._encoding
+                    )
                 continue
             if self._need < 0:
                 line = self._line()
@@ -356,7 +370,8 @@ class WirePool:
         self._deadlines = Deadlines()
 
     async def exchange(self, origin: Origin, data: bytes, deadline: float) -> Answer:
-        """Send `data` (a whole request) and read its answer, by `deadline` (loop time).
+        """Send `data` (a whole request) and read its answer, by `deadline`
+        (`time.monotonic()`).
 
         Raises Expired, or an httpx.TransportError as `LeanTransport` would.
         """
@@ -398,8 +413,7 @@ class WirePool:
         tls = self._ssl if scheme == "https" else None
         if scheme == "https" and tls is None:
             tls = ssl.create_default_context()
-        loop = asyncio.get_running_loop()
-        left = deadline - loop.time()
+        left = deadline - time.monotonic()
         if left <= 0:
             raise Expired()
         try:

@@ -43,7 +43,8 @@ class TaskReader:
         self.client = client
         # Learned per host: the first index of DMS `start` (0 until a server refuses 0).
         self.dms_first_index: dict[str, int] = {}
-        self._deadlines = SharedDeadlines()  # every poll's http.poll_timeout, one timer
+        # Every poll's http.poll_timeout (and the poller's wait for a slot): one timer.
+        self.deadlines = SharedDeadlines()
 
     async def fetch_tasks(
         self, target: TaskList, since: float, *, truncate: bool = False
@@ -58,7 +59,7 @@ class TaskReader:
         """
         limit = self.client.settings.poll_timeout
         try:
-            return await self._deadlines.within(self._fetch_tasks(target, since, truncate), limit)
+            return await self.deadlines.within(self._fetch_tasks(target, since, truncate), limit)
         except asyncio.TimeoutError:
             raise ApiError(
                 f"the poll did not finish within {limit:g}s (http.poll_timeout)"

@@ -82,10 +82,13 @@ class Ticks:
 
     def __init__(self) -> None:
         self._waiting: dict[float, list[asyncio.Future[None]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def until(self, instant: float) -> None:
         """Return at `instant` (`time.monotonic()`, a tick as `on_tick` gives it)."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:  # asked once: on 3.11 each ask is a getpid() system call
+            loop = self._loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         waiting = self._waiting.get(instant)
         if waiting is None:

@@ -5,6 +5,7 @@ transport keeps (tests/cloud/test_transport.py) on what a server may send."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -51,7 +52,7 @@ def _run(
 
 
 async def _ask(pool: WirePool, origin: tuple[str, str, int], seconds: float = 2) -> Answer:
-    return await pool.exchange(origin, REQUEST, asyncio.get_running_loop().time() + seconds)
+    return await pool.exchange(origin, REQUEST, time.monotonic() + seconds)
 
 
 def test_content_length_chunked_and_keep_alive_on_one_connection() -> None:
@@ -191,7 +192,7 @@ def test_a_body_over_the_limit_is_refused(answer: bytes) -> None:
 def test_nothing_listening_is_a_connect_error() -> None:
     async def main() -> None:
         pool = WirePool(None, 4, 1024)
-        deadline = asyncio.get_running_loop().time() + 2
+        deadline = time.monotonic() + 2
         with pytest.raises(httpx.ConnectError):
             await pool.exchange(("http", "127.0.0.1", 1), REQUEST, deadline)
 

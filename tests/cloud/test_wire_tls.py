@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -70,8 +71,7 @@ def _run(
 
 
 async def _ask(pool: WirePool, origin: tuple[str, str, int], seconds: float = 3) -> bytes:
-    loop = asyncio.get_running_loop()
-    return (await pool.exchange(origin, REQUEST, loop.time() + seconds)).body
+    return (await pool.exchange(origin, REQUEST, time.monotonic() + seconds)).body
 
 
 async def _answer_each(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
