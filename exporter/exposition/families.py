@@ -8,6 +8,7 @@ rendered when what they show changes (`snapshot`), never at scrape time.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -75,6 +76,34 @@ def render_labels(names: Sequence[str], values: Sequence[str]) -> str:
 def floatToGoString(value: float) -> str:
     """A sample value as Go (and so Prometheus) writes it, through prometheus_client."""
     return str(_float_to_go_string(value))  # type: ignore[no-untyped-call]
+
+
+def timestamp_text(value: float) -> str:
+    """A point in time (epoch seconds) to the millisecond, as `floatToGoString` writes it.
+
+    Every poll renders its task list's last success anew; `repr` of a float is a shortest-
+    digits conversion with big-number arithmetic, 3 % of a quiet poll's instructions. At
+    milliseconds (what Prometheus keeps) the digits are those of an integer.
+    """
+    if not math.isfinite(value):
+        return floatToGoString(value)
+    ms = round(value * 1000)
+    whole = str(ms // 1000)
+    if len(whole) != 10 or ms <= 0:  # before 2001 or after 2286: not worth a fast path
+        return floatToGoString(ms / 1000)
+    mantissa = f"{whole[0]}.{whole[1:]}{ms % 1000:03d}".rstrip("0.")
+    return f"{mantissa}e+09"
+
+
+def seconds_text(value: float) -> str:
+    """A duration to the microsecond, as `floatToGoString` writes it (see `timestamp_text`)."""
+    if not math.isfinite(value):
+        return floatToGoString(value)
+    us = round(value * 1_000_000)
+    if not 100 <= us < 1_000_000_000_000:  # repr writes exponents below 1e-4
+        return floatToGoString(us / 1_000_000)
+    fraction = f"{us % 1_000_000:06d}".rstrip("0") or "0"
+    return f"{us // 1_000_000}.{fraction}"
 
 
 def format_bound(bound: float) -> str:
@@ -378,16 +407,17 @@ def render_status(
     poll_duration: float | None,
     last_success: float | None,
 ) -> dict[str, bytes]:
-    """The lines of a task list's poll status families."""
-    go = floatToGoString
+    """The lines of a task list's poll status families (rendered at every poll: the
+    duration to the microsecond, the last success to the millisecond)."""
+    duration, success = f.poll_duration.name, f.last_success.name
     return {
         f.up.name: f"{f.up.name}{{{labels}}} {'1.0' if up else '0.0'}\n".encode()
         if polled
         else b"",
-        f.poll_duration.name: f"{f.poll_duration.name}{{{labels}}} {go(poll_duration)}\n".encode()
+        duration: f"{duration}{{{labels}}} {seconds_text(poll_duration)}\n".encode()
         if polled and poll_duration is not None
         else b"",
-        f.last_success.name: f"{f.last_success.name}{{{labels}}} {go(last_success)}\n".encode()
+        success: f"{success}{{{labels}}} {timestamp_text(last_success)}\n".encode()
         if last_success is not None
         else b"",
     }

@@ -97,9 +97,10 @@ def collect_snapshot(f: TaskFamilies, snap: ExporterSnapshot) -> Iterator[Metric
         if ts.polled:
             up.add_metric(tl, 1 if ts.up else 0)
             if ts.poll_duration is not None:
-                poll_duration.add_metric(tl, ts.poll_duration)
+                # To the microsecond and the millisecond, as the status lines are rendered.
+                poll_duration.add_metric(tl, round(ts.poll_duration * 1e6) / 1e6)
         if ts.last_success is not None:
-            last_success.add_metric(tl, ts.last_success)
+            last_success.add_metric(tl, round(ts.last_success * 1000) / 1000)
     durations = HistogramMetricFamily(f.durations.name, f.durations.help, labels=f.durations.labels)
     bounds = (*map(format_bound, snap.bucket_bounds), "+Inf")
     for h in snap.histograms:
