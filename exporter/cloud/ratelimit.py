@@ -35,6 +35,13 @@ class TokenBucket:
 
     async def acquire(self) -> None:
         """Wait for a token."""
+        if not self._lock.locked():  # nobody waits: a token now, if there is one, no lock
+            now = self._clock()
+            if now >= self._paused_until:
+                tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+                if tokens >= 1.0:
+                    self._tokens, self._last = tokens - 1.0, now
+                    return
         async with self._lock:
             while True:
                 now = self._clock()

@@ -48,6 +48,8 @@ class Reply:
 
 def _decoder(encoding: str) -> Any:
     """A zlib decompressor for the reply's Content-Encoding (None: not encoded)."""
+    if not encoding:
+        return None
     codings = [c.strip().lower() for c in encoding.split(",") if c.strip()]
     codings = [c for c in codings if c != "identity"]
     if not codings:

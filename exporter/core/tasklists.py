@@ -9,6 +9,7 @@ an instance keeps its counters).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 Dialect = Literal["dcs", "dms"]
@@ -39,17 +40,19 @@ class TaskList:
     # object holds no live provider, only what names one).
     credentials_id: str = field(compare=False)
 
-    @property
+    # Computed once per task list (every poll asks): a frozen dataclass keeps them in its
+    # __dict__, outside the fields, so equality and `replace` are unaffected.
+    @cached_property
     def dialect(self) -> Dialect:
         return dialect_of(self.service)
 
-    @property
+    @cached_property
     def path(self) -> str:
         if self.kind == "task_center":
             return f"/v2/{self.project_id}/tasks"
         return f"/v2/{self.project_id}/instances/{self.instance_id}/tasks"
 
-    @property
+    @cached_property
     def url(self) -> str:
         return self.base_url + self.path
 
