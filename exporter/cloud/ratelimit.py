@@ -35,26 +35,24 @@ class TokenBucket:
 
     async def acquire(self) -> None:
         """Wait for a token."""
-        if not self._lock.locked():  # nobody waits: a token now, if there is one, no lock
-            now = self._clock()
-            if now >= self._paused_until:
-                tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-                if tokens >= 1.0:
-                    self._tokens, self._last = tokens - 1.0, now
-                    return
+        # Nobody waits: a token now, if there is one, without the lock.
+        if not self._lock.locked() and self._wait() == 0.0:
+            return
         async with self._lock:
-            while True:
-                now = self._clock()
-                if now < self._paused_until:
-                    delay = self._paused_until - now
-                else:
-                    self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-                    self._last = now
-                    if self._tokens >= 1.0:
-                        self._tokens -= 1.0
-                        return
-                    delay = (1.0 - self._tokens) / self.rate
+            while (delay := self._wait()) > 0.0:
                 await self._sleep(delay)
+
+    def _wait(self) -> float:
+        """Take a token and return 0, or return how long until one may be taken."""
+        now = self._clock()
+        if now < self._paused_until:
+            return self._paused_until - now
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        return (1.0 - self._tokens) / self.rate
 
 
 class HostLimiters:
