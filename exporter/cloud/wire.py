@@ -112,13 +112,13 @@ class _Connection:
         self.sock = sock
         self._fd = sock.fileno()
         self._tls = isinstance(sock, ssl.SSLSocket)
-        self.loop = self._loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         self.closed = False
         self._waiter: asyncio.Future[Answer] | None = None
         self._out: memoryview | None = None  # what is left to write of a request
         self._buf = bytearray()
         self._start()
-        self._loop.add_reader(self._fd, self._readable)
+        self.loop.add_reader(self._fd, self._readable)
 
     def _start(self) -> None:
         self._buf.clear()
@@ -144,8 +144,8 @@ class _Connection:
             except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
                 return
             except ssl.SSLWantWriteError:  # TLS must write before it reads on (rare)
-                self._loop.remove_reader(self._fd)
-                self._loop.add_writer(self._fd, self._read_again)
+                self.loop.remove_reader(self._fd)
+                self.loop.add_writer(self._fd, self._read_again)
                 return
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                 data = b""
@@ -162,9 +162,9 @@ class _Connection:
                 return
 
     def _read_again(self) -> None:
-        self._loop.remove_writer(self._fd)
+        self.loop.remove_writer(self._fd)
         if not self.closed:
-            self._loop.add_reader(self._fd, self._readable)
+            self.loop.add_reader(self._fd, self._readable)
             self._readable()
 
     def _send(self, data: bytes | memoryview) -> None:
@@ -179,10 +179,10 @@ class _Connection:
             first = self._out is None
             self._out = memoryview(data)[sent:]
             if first:
-                self._loop.add_writer(self._fd, self._writable)
+                self.loop.add_writer(self._fd, self._writable)
         elif self._out is not None:
             self._out = None
-            self._loop.remove_writer(self._fd)
+            self.loop.remove_writer(self._fd)
 
     def _writable(self) -> None:
         if self._out is not None and not self.closed:
@@ -232,7 +232,7 @@ class _Connection:
         if self.closed:
             raise Dropped()
         self._start()
-        waiter: asyncio.Future[Answer] = self._loop.create_future()
+        waiter: asyncio.Future[Answer] = self.loop.create_future()
         self._waiter = waiter
         deadlines.add(self, deadline)
         try:
@@ -254,8 +254,8 @@ class _Connection:
         if self.closed:
             return
         self.closed = True
-        self._loop.remove_reader(self._fd)
-        self._loop.remove_writer(self._fd)
+        self.loop.remove_reader(self._fd)
+        self.loop.remove_writer(self._fd)
         self._out = None
         sock = self.sock
         if isinstance(sock, ssl.SSLSocket):
