@@ -256,12 +256,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         # The head and a body in one write, as a gateway sends a small answer (one TLS
         # record, one segment), not the head first and the body after it.
-        buffer: list[bytes] = self._headers_buffer  # type: ignore[attr-defined]
-        if self.request_version != "HTTP/0.9":
-            buffer.append(b"\r\n")
+        head: list[bytes] | None = getattr(self, "_headers_buffer", None)
+        if head is None:  # HTTP/0.9: no head at all
+            head = []
+        else:
+            head.append(b"\r\n")
         if self.command != "HEAD":
-            buffer.append(data)
-        self.flush_headers()
+            head.append(data)
+        self.wfile.write(b"".join(head))
+        head.clear()
 
     def _record(self, status: int) -> None:
         pending, self._pending = self._pending, None
