@@ -326,7 +326,7 @@ class Exporter:
         async with self._running() as (poller, targets):
             running.set()
             if self.settle_heap:
-                _settle_heap()
+                settle_heap()
 
             def healthy() -> tuple[bool, str]:
                 # A state file gone from under us needs a restart, however polls go.
@@ -396,7 +396,7 @@ class Exporter:
 RELOAD_TIMEOUT = 60.0
 
 
-def _settle_heap() -> None:
+def settle_heap(collect: bool = True) -> None:
     """After start-up, keep the garbage collector off what start-up built to last.
 
     The states, snapshots and rendered lines of every task list are alive for the whole
@@ -404,8 +404,11 @@ def _settle_heap() -> None:
     a minute). Frozen, they are still freed when their last reference goes (a quiet poll
     replaces its status lines), only no longer scanned. A young generation of 10,000
     objects rather than 700: the polls in flight are not promoted at every collection.
+    Without `collect` (a `--once`, which ends within seconds), start-up's few cycles of
+    garbage are frozen with the rest rather than sought at the cost of a full collection.
     """
-    gc.collect()
+    if collect:
+        gc.collect()
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_GENERATION, older, oldest)
