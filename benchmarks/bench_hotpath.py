@@ -282,10 +282,12 @@ class Daemon:
     def quiet_polls(self, window: float, profile: Path | None) -> tuple[float, float]:
         """CPU ms per task-list request and % of a core, over `window` seconds unscraped."""
         spy = None
-        if profile is not None and shutil.which("py-spy"):
+        # py-spy from PATH or beside this interpreter (a venv's bin, not on PATH).
+        py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=Path(sys.executable).parent)
+        if profile is not None and py_spy:
             spy = subprocess.Popen(
                 [
-                    *("py-spy", "record", "-r", "200", "-f", "raw", "-o", str(profile)),
+                    *(py_spy, "record", "-r", "200", "-f", "raw", "-o", str(profile)),
                     *("-d", str(int(window)), "--pid", str(self.proc.pid)),
                 ],
                 stdout=subprocess.DEVNULL,

@@ -44,7 +44,9 @@ def once(checkout: Path, config: Path, profile: Path | None = None) -> tuple[flo
     """Wall seconds, CPU seconds and exit code of one `--once` run from inside `checkout`."""
     cmd = [sys.executable, "-m", "exporter", f"--config.file={config}", "--once"]
     if profile is not None:
-        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        spy = shutil.which("py-spy") or shutil.which("py-spy", path=Path(sys.executable).parent)
+        if spy is None:
+            raise SystemExit("--profile needs py-spy (pip install py-spy)")
         cmd = [spy, "record", "--native", "-r", "200", "-f", "raw", "-o", str(profile), "--"]
         cmd += [sys.executable, "-m", "exporter", f"--config.file={config}", "--once"]
     # Bytecode caches as a user has them: a benchmark must not run with them switched off.
