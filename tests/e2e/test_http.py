@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +17,8 @@ from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
 
+from exporter.app import YOUNG_GENERATION
+from exporter.cli import main
 from exporter.simulator.world import Fault
 from tests.conftest import (
     PROJECT,
@@ -191,3 +196,29 @@ def test_once_exits_non_zero_when_a_target_fails(sim: Sim, tmp_path: Path) -> No
     assert "huaweicloud_task_up{" in run.stdout  # metrics still printed, on stdout only
     assert not [line for line in run.stdout.splitlines() if line.startswith("ts=")]
     assert "poll failed" in run.stderr
+
+
+def test_once_settles_the_collector_of_its_own_process_only(sim: Sim, tmp_path: Path) -> None:
+    """`--once` from the console script freezes start-up and raises the young generation
+    (its collections only walked what lives until exit); `main()` called by a program that
+    imports the exporter leaves that program's collector as it was."""
+    cfg, _ = _setup(sim, tmp_path)
+    probe = (
+        "import gc, os, sys\n"
+        "from exporter import cli\n"
+        "end = os._exit\n"
+        "def report(code):\n"
+        "    print('gc', gc.get_threshold()[0], gc.get_freeze_count() > 0, code, flush=True)\n"
+        "    end(code)\n"
+        "os._exit = report\n"
+        f"sys.argv = ['exporter', '--config.file={cfg}', '--once']\n"
+        "cli.entry()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout.splitlines()[-1] == f"gc {YOUNG_GENERATION} True 0", done.stderr
+
+    threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
+    assert main([f"--config.file={cfg}", "--once", "--log.level=error"]) == 0
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (threshold, frozen)
