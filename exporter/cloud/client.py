@@ -23,6 +23,7 @@ from exporter.cloud.hotpath import Answered, HotPath
 from exporter.cloud.ratelimit import HostLimiters
 from exporter.cloud.replies import Reply, ReplyError, read_reply
 from exporter.cloud.transport import LeanTransport
+from exporter.cloud.urls import Url, endpoint_key
 from exporter.config import HttpSettings
 from exporter.telemetry.logs import REDACTED, scrub
 from exporter.telemetry.selfmetrics import SelfMetrics
@@ -35,11 +36,6 @@ MAX_RETRY_AFTER = 120.0
 
 
 MAX_CACHED_URLS = 100_000
-
-
-def endpoint_key(url: httpx.URL) -> str:
-    """What rate limits and learned dialect quirks are kept per: the endpoint's host and port."""
-    return f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
 
 
 class ApiError(Exception):
@@ -169,7 +165,7 @@ class CloudClient:
         self.settings = settings
         self.metrics = metrics
         self.limiters = HostLimiters(settings.requests_per_second, settings.burst)
-        self._urls: dict[str, tuple[httpx.URL, str]] = {}
+        self._urls: dict[str, tuple[Url, str]] = {}
         # The credential providers task lists name by `credentials_id`.
         self.providers: dict[str, CredentialProvider] = {}
         self._provider_ids: dict[int, str] = {}
@@ -182,13 +178,13 @@ class CloudClient:
             self.providers[found] = provider
         return found
 
-    def parsed(self, url_text: str) -> tuple[httpx.URL, str]:
+    def parsed(self, url_text: str) -> tuple[Url, str]:
         """A URL and its endpoint key, parsed once (every poll asks for the same ones)."""
         found = self._urls.get(url_text)
         if found is None:
             if len(self._urls) >= MAX_CACHED_URLS:
                 self._urls.clear()  # task lists come and go: never grow without bound
-            url = httpx.URL(url_text)
+            url = Url(url_text)
             found = self._urls[url_text] = (url, endpoint_key(url))
         return found
 
@@ -204,7 +200,7 @@ class CloudClient:
         return found
 
     async def _get(
-        self, url_text: str, url: httpx.URL, params: dict[str, str], auth: httpx.Auth
+        self, url_text: str, url: Url, params: dict[str, str], auth: httpx.Auth
     ) -> Answered:
         """One GET: prepared over the wire when it can be, else through httpx."""
         settings = self.settings
@@ -217,7 +213,7 @@ class CloudClient:
         response = await read_reply(
             self.http,
             "GET",
-            url,
+            url.httpx,
             direct=self.direct,
             params=params,
             auth=auth,

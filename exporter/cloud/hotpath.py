@@ -19,6 +19,7 @@ import httpx
 
 from exporter.cloud.credentials import TokenAuth
 from exporter.cloud.replies import ACCEPT_ENCODING, Reply, ReplyError, decode_body, failure
+from exporter.cloud.urls import Url
 from exporter.cloud.wire import Expired, Origin, WirePool
 from exporter.signing import AkSkAuth, canonical_query
 from exporter.signing.prepared import PreparedSigner
@@ -34,7 +35,7 @@ class _Prepared:
 
     def __init__(
         self,
-        url: httpx.URL,
+        url: Url,
         auth: httpx.Auth,
         headers: dict[str, str],
     ) -> None:
@@ -89,7 +90,7 @@ class HotPath:
         }
         self._prepared: dict[str, _Prepared] = {}
 
-    def prepared(self, url_text: str, url: httpx.URL, auth: httpx.Auth) -> _Prepared | None:
+    def prepared(self, url_text: str, url: Url, auth: httpx.Auth) -> _Prepared | None:
         """The prepared request for this URL and auth; None when it cannot be prepared."""
         found = self._prepared.get(url_text)
         if found is not None and found.auth is auth:
@@ -120,7 +121,7 @@ class HotPath:
         def reply() -> Reply:
             request = httpx.Request(
                 "GET",
-                prepared.url.copy_with(query=query.encode("ascii")),
+                prepared.url.httpx.copy_with(query=query.encode("ascii")),
                 headers={**self._headers, **extra, "X-Auth-Token": prepared.token or ""},
             )
             return Reply(status, httpx.Headers(answer.headers), body, request)

@@ -7,6 +7,7 @@ import pytest
 
 from exporter.cloud.credentials import TokenAuth
 from exporter.cloud.hotpath import HotPath
+from exporter.cloud.urls import Url
 from exporter.cloud.wire import WirePool
 from exporter.signing import AkSkAuth
 
@@ -27,7 +28,7 @@ def _lines(data: bytes) -> list[str]:
 
 def test_a_signed_request_on_the_wire() -> None:
     hot = _hot()
-    url = httpx.URL(URL)
+    url = Url(URL)
     auth = AkSkAuth("AKEXAMPLE", "secret", security_token="tok")
     prepared = hot.prepared(URL, url, auth)
     assert prepared is not None
@@ -52,7 +53,7 @@ def test_a_signed_request_on_the_wire() -> None:
 
 def test_renewed_credentials_prepare_the_request_again() -> None:
     hot = _hot()
-    url = httpx.URL(URL)
+    url = Url(URL)
     first = hot.prepared(URL, url, AkSkAuth("AKOLD", "s1"))
     renewed = hot.prepared(URL, url, AkSkAuth("AKNEW", "s2"))
     assert first is not None
@@ -70,5 +71,5 @@ def test_what_is_not_a_plain_task_list_get_goes_through_httpx() -> None:
     hot = _hot()
     auth = AkSkAuth("AK", "SK")
     with_query = URL + "?x=1"
-    assert hot.prepared(with_query, httpx.URL(with_query), auth) is None
-    assert hot.prepared(URL, httpx.URL(URL), httpx.BasicAuth("u", "p")) is None
+    assert hot.prepared(with_query, Url(with_query), auth) is None
+    assert hot.prepared(URL, Url(URL), httpx.BasicAuth("u", "p")) is None
