@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import logging
 import os
+import select
 import sys
 from pathlib import Path
 
@@ -173,14 +174,30 @@ def entry() -> None:
 
 
 def _write_out(data: bytes) -> None:
-    """Bytes on stdout as they are (a redirected text stream gets them decoded)."""
+    """Bytes on stdout as they are (a redirected text stream gets them decoded), every one.
+
+    Under `PYTHONUNBUFFERED` (set in many container images) `sys.stdout.buffer` is the raw
+    file, whose `write` may take only part of the bytes: a pipe holding 64 KiB takes what
+    fits while a slow reader catches up. Until every byte is taken this writes the rest,
+    waiting for the pipe to drain when it is non-blocking (a parent may leave it so).
+    """
     buffer = getattr(sys.stdout, "buffer", None)
     if buffer is None:
         sys.stdout.write(data.decode("utf-8"))
-    else:
         sys.stdout.flush()
-        buffer.write(data)
+        return
     sys.stdout.flush()
+    view = memoryview(data)
+    while view:
+        try:
+            written = buffer.write(view)
+        except BlockingIOError as exc:
+            written = exc.characters_written
+        if not written:  # None or 0: a non-blocking pipe is full
+            select.select([], [buffer], [])
+            continue
+        view = view[written:]
+    buffer.flush()
 
 
 def main(argv: list[str] | None = None) -> int:
