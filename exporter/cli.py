@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import logging
 import os
-import select
 import sys
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from exporter.config import (
 )
 from exporter.core.sharding import parse_shard
 from exporter.polling.state import StateError, StateInUse
+from exporter.stdout import write_stdout
 from exporter.telemetry.logs import LEVELS, setup_logging
 from exporter.web.http import parse_listen_address
 from exporter.web.webwatch import WebConfigWatcher
@@ -173,33 +173,6 @@ def entry() -> None:
     raise SystemExit(code)
 
 
-def _write_out(data: bytes) -> None:
-    """Bytes on stdout as they are (a redirected text stream gets them decoded), every one.
-
-    Under `PYTHONUNBUFFERED` (set in many container images) `sys.stdout.buffer` is the raw
-    file, whose `write` may take only part of the bytes: a pipe holding 64 KiB takes what
-    fits while a slow reader catches up. Until every byte is taken this writes the rest,
-    waiting for the pipe to drain when it is non-blocking (a parent may leave it so).
-    """
-    buffer = getattr(sys.stdout, "buffer", None)
-    if buffer is None:
-        sys.stdout.write(data.decode("utf-8"))
-        sys.stdout.flush()
-        return
-    sys.stdout.flush()
-    view = memoryview(data)
-    while view:
-        try:
-            written = buffer.write(view)
-        except BlockingIOError as exc:
-            written = exc.characters_written
-        if not written:  # None or 0: a non-blocking pipe is full
-            select.select([], [buffer], [])
-            continue
-        view = view[written:]
-    buffer.flush()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -235,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.log_task_events:
         config = config.model_copy(update={"log_task_events": True})
     if args.print_config:
-        sys.stdout.write(effective_yaml(config))
+        write_stdout(effective_yaml(config))
         return 0
     if args.check_config:
         for warning in warnings:
@@ -289,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("sharding", extra={"fields": {"shard": shard.index, "of": shard.count}})
         if args.once:
             ok = run(exporter.once())
-            _write_out(exporter.exposition())
+            write_stdout(exporter.exposition())
             _Process.one_shot_done = True
             return 0 if ok else 1
         exporter.settle_heap = True

@@ -154,6 +154,7 @@ LEAVES = {
     "exporter.telemetry",
     "exporter.aio",
     "exporter.text",
+    "exporter.stdout",
 }
 ALLOWED: dict[str, set[str]] = {
     **{leaf: set() for leaf in LEAVES},

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from pathlib import Path
 
 from exporter.config import Config
 from exporter.probe.report import render_json, render_text
 from exporter.probe.run import run_probe
+from exporter.stdout import write_stdout
 
 log = logging.getLogger("exporter.probe")
 
@@ -22,8 +22,7 @@ def probe_main(config: Config, fmt: str, record: str | None) -> int:
     except OSError as exc:  # the recording directory
         log.error(f"cannot write the recording to {record}: {exc.strerror or exc}")
         return 1
-    sys.stdout.write(render_json(result) if fmt == "json" else render_text(result))
-    sys.stdout.flush()
+    write_stdout(render_json(result) if fmt == "json" else render_text(result))
     if directory is not None:
         log.info(
             "recording written: attach it to a bug report",

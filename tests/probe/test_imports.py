@@ -9,18 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_layering import MODULES, _reachable, imports
+from tests.test_layering import LEAVES, MODULES, _reachable, imports
 
 pytestmark = pytest.mark.smoke
 
 PROBE = sorted(m for m in MODULES if m.startswith("exporter.probe"))
-LEAVES = {
-    "exporter.config",
-    "exporter.signing",
-    "exporter.telemetry",
-    "exporter.aio",
-    "exporter.text",
-}
 ALLOWED_UNITS = LEAVES | {"exporter", "exporter.core", "exporter.cloud", "exporter.probe"}
 ALLOWED_POLLING = {"exporter.polling", "exporter.polling.dialects", "exporter.polling.targets"}
 
