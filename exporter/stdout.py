@@ -18,14 +18,13 @@ def write_stdout(data: bytes | str) -> None:
 
     A non-blocking pipe (a parent may leave it so) is waited on until it drains.
     """
-    raw = data.encode("utf-8") if isinstance(data, str) else data
     buffer = getattr(sys.stdout, "buffer", None)
     if buffer is None:
-        sys.stdout.write(raw.decode("utf-8"))
+        sys.stdout.write(data if isinstance(data, str) else data.decode("utf-8"))
         sys.stdout.flush()
         return
     sys.stdout.flush()
-    view = memoryview(raw)
+    view = memoryview(data.encode("utf-8") if isinstance(data, str) else data)
     while view:
         try:
             written = buffer.write(view)

@@ -17,9 +17,9 @@ pytestmark = pytest.mark.smoke
 
 
 class _Stingy(io.RawIOBase):
-    """A raw file that takes at most 7 bytes a write, and every third write none: None (a
-    full non-blocking file) or BlockingIOError with a part taken, as FileIO and BufferedWriter
-    do."""
+    """A raw file that takes at most 7 bytes a write; of every six writes, the third raises
+    BlockingIOError with 2 bytes taken (as BufferedWriter does) and the sixth takes none and
+    returns None (as FileIO does on a full non-blocking file)."""
 
     def __init__(self) -> None:
         self.got = bytearray()
@@ -78,7 +78,8 @@ def test_a_text_stream_without_a_buffer_gets_text(monkeypatch: pytest.MonkeyPatc
     out = io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
     write_stdout(b"a \xc3\xa9\n")
-    assert out.getvalue() == "a é\n"
+    write_stdout("b è\n")
+    assert out.getvalue() == "a é\nb è\n"
 
 
 def test_a_full_nonblocking_pipe_is_waited_on(monkeypatch: pytest.MonkeyPatch) -> None:
